@@ -1,0 +1,3 @@
+from ftpc.cli import main
+
+main()

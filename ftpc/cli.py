@@ -1,0 +1,175 @@
+"""`ftpc`: a thin click layer over `ftpc.Client`. Exit codes: 0 ok, 1 failure, 2 usage."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from ftpc.client import DEFAULT_PORT, Client
+from ftpc.state import ListingState
+from ftpc.ui import format_listing, get_files, listing_json, put_files
+from shared import __version__
+from shared.errors import FtpError
+from shared.names import check_name
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Typed errors become a one-line message on stderr and exit code 1, never a traceback."""
+    try:
+        yield
+    except FtpError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@dataclass
+class Settings:
+    host: str
+    port: int
+    user: str | None
+    quiet: bool
+    timeout: float
+
+    @property
+    def bars(self) -> bool:
+        return not self.quiet and sys.stdout.isatty()
+
+    def credentials(self) -> tuple[str, str]:
+        user = self.user or click.prompt("User")
+        password = os.environ.get("FTPC_PASSWORD")
+        if password is None:
+            password = click.prompt(f"Password for {user}@{self.host}", hide_input=True)
+        return user, password
+
+    def connect(self) -> Client:
+        user, password = self.credentials()
+        self.user = user
+        return Client(self.host, self.port, user, password, timeout=self.timeout)
+
+    def state(self) -> ListingState:
+        return ListingState(self.host, self.port, self.user or "")
+
+
+@click.group()
+@click.option(
+    "--host",
+    envvar="FTPC_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Server address [env FTPC_HOST].",
+)
+@click.option(
+    "--port",
+    envvar="FTPC_PORT",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Server port [env FTPC_PORT].",
+)
+@click.option("--user", envvar="FTPC_USER", help="Account name [env FTPC_USER].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait on the network.",
+)
+@click.version_option(__version__, prog_name="ftpc")
+@click.pass_context
+def main(
+    ctx: click.Context, host: str, port: int, user: str | None, quiet: bool, timeout: float
+) -> None:
+    """ftpc: list, upload, download and delete files on an ftpd server.
+
+    The password comes from FTPC_PASSWORD or a hidden prompt; it never crosses
+    the wire (SCRAM-SHA-256).
+    """
+    ctx.obj = Settings(host, port, user, quiet, timeout)
+
+
+@main.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@click.pass_obj
+def ls_cmd(settings: Settings, as_json: bool) -> None:
+    """List stored files, numbered for get and rm."""
+    with cli_errors(), settings.connect() as client:
+        entries = client.list()
+        settings.state().save(entries)
+    click.echo(listing_json(entries) if as_json else format_listing(entries))
+
+
+@main.command("put")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--overwrite", is_flag=True, help="Replace a stored file with the same name.")
+@click.pass_obj
+def put_cmd(settings: Settings, files: tuple[Path, ...], overwrite: bool) -> None:
+    """Upload FILES over one connection; each md5 is verified."""
+    with cli_errors():
+        for path in files:
+            check_name(path.name)
+        with settings.connect() as client:
+            put_files(client, files, overwrite, settings.bars, click.echo)
+
+
+def _names(settings: Settings, client: Client, tokens: tuple[str, ...], by_name: bool) -> list[str]:
+    """Numbers mean the listing last seen with `ftpc ls`, checked against the current one."""
+    if by_name:
+        return [check_name(t) for t in tokens]
+    return client.resolve(tokens, settings.state().load())
+
+
+@main.command("get")
+@click.argument("items", nargs=-1, required=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory to download into (default: the current one).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace existing local files.")
+@click.option("--by-name", is_flag=True, help="Treat every item as a name, even digits.")
+@click.pass_obj
+def get_cmd(
+    settings: Settings, items: tuple[str, ...], output: Path | None, overwrite: bool, by_name: bool
+) -> None:
+    """Download ITEMS, each a number from the last `ls` or a name."""
+    with cli_errors():
+        if output is not None:
+            output.mkdir(parents=True, exist_ok=True)
+        with settings.connect() as client:
+            names = _names(settings, client, items, by_name)
+            sizes = {e.name: e.size for e in settings.state().load() or []}
+            get_files(client, names, output, overwrite, settings.bars, click.echo, sizes)
+
+
+@main.command("rm")
+@click.argument("items", nargs=-1, required=True)
+@click.option("--by-name", is_flag=True, help="Treat every item as a name, even digits.")
+@click.pass_obj
+def rm_cmd(settings: Settings, items: tuple[str, ...], by_name: bool) -> None:
+    """Delete ITEMS, each a number from the last `ls` or a name."""
+    with cli_errors(), settings.connect() as client:
+        names = _names(settings, client, items, by_name)
+        for name in names:
+            click.echo(f"deleted {client.remove(name)}")
+
+
+@main.command("shell")
+@click.pass_obj
+def shell_cmd(settings: Settings) -> None:
+    """An interactive session: ls, put, get N, rm N, help, quit."""
+    from ftpc.shell import Shell
+
+    with cli_errors(), settings.connect() as client:
+        click.echo(f"logged in to {settings.host}:{settings.port} as {client.user}; type help")
+        Shell(client, bars=settings.bars).run()

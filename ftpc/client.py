@@ -1,0 +1,408 @@
+"""The Python API. It knows nothing of click or tqdm: progress is a callback.
+
+    with Client("127.0.0.1", 8021, "alice", "secret") as c:
+        entries = c.list()
+        c.put("report.pdf", on_progress=print)
+        c.get("report.pdf", "downloads/")
+
+Every failure is one of the typed errors in `shared.errors`.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import scramp
+
+from shared.errors import (
+    AuthFailed,
+    ChecksumMismatch,
+    Exists,
+    FtpError,
+    LocalFileError,
+    LocalFileExists,
+    NotFound,
+    RemoteProtocolError,
+    StaleListing,
+    TransportError,
+    VersionMismatch,
+    error_from_wire,
+)
+from shared.names import check_name
+from shared.protocol import PROTOCOL_VERSION, Message, Role
+from shared.wire import Channel
+
+DEFAULT_PORT = 8021
+MECHANISM = "SCRAM-SHA-256"
+MAX_LISTING = 256 << 20
+"""A listing body larger than this is refused: 100,000 entries take about 20 MB."""
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes moved since the previous call."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    index: int
+    name: str
+    size: int
+    mtime: int
+    md5: str
+
+
+@dataclass(frozen=True)
+class PutResult:
+    name: str
+    size: int
+    md5: str
+    existed: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class GetResult:
+    name: str
+    path: Path
+    size: int
+    md5: str
+    seconds: float
+
+
+def is_index(token: str) -> bool:
+    return token.isascii() and token.isdigit()
+
+
+def resolve(token: str, seen: list[Entry] | None, current: list[Entry]) -> str:
+    """Turn a number from the listing the user saw, or a name, into a name.
+
+    A number must still name the same file in the server's current listing;
+    otherwise the user would act on a file they never saw, so we refuse.
+    """
+    if not is_index(token):
+        return check_name(token)
+    index = int(token)
+    if seen is None:
+        raise StaleListing(f"#{index} refers to a listing, but none was seen: run ls first")
+    if not 1 <= index <= len(seen):
+        raise NotFound(f"there is no #{index} in the last listing (it had {len(seen)} entries)")
+    name = seen[index - 1].name
+    now = current[index - 1].name if index <= len(current) else None
+    if now != name:
+        now_text = f"{now!r}" if now is not None else "gone"
+        raise StaleListing(
+            f"the listing changed since you saw it: #{index} was {name!r}, now {now_text};"
+            " run ls again"
+        )
+    return name
+
+
+def _md5_of(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            digest.update(view[:n])
+    return digest.hexdigest()
+
+
+class Client:
+    """A logged-in session with one ftpd. Not thread-safe: use one per thread."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        user: str | None = None,
+        password: str | None = None,
+        *,
+        timeout: float = 60.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self.user: str | None = None
+        self.perms = ""
+        self.last_listing: list[Entry] | None = None
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise TransportError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.chan = Channel(sock, Role.CLIENT)
+        try:
+            self.hello = self.chan.expect("hello")
+            if self.hello["version"] != PROTOCOL_VERSION:
+                raise VersionMismatch(
+                    f"the server speaks protocol version {self.hello['version']};"
+                    f" this ftpc speaks version {PROTOCOL_VERSION}"
+                )
+            if user is not None:
+                self.login(user, password or "")
+        except BaseException:
+            self.chan.close()
+            raise
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Say goodbye if the link still works, then close it."""
+        try:
+            self.chan.send("quit")
+            self._reply("ok")
+        except FtpError:
+            pass
+        finally:
+            self.chan.close()
+
+    def _reply(self, *types: str) -> Message:
+        """The final reply to a request: an `error` becomes its typed exception."""
+        msg = self.chan.recv_message()
+        if msg.type == "error":
+            raise error_from_wire(msg["code"], msg["message"])
+        if msg.type not in types:
+            raise RemoteProtocolError(f"expected {' or '.join(types)}, got {msg.type!r}")
+        return msg
+
+    def _drop(self) -> None:
+        """After a broken transfer the stream is out of frame: nothing more can be sent."""
+        self.chan.close()
+
+    # --- login -----------------------------------------------------------------
+
+    def login(self, user: str, password: str) -> None:
+        """SCRAM-SHA-256: the password never leaves this process, and the server proves itself."""
+        if MECHANISM not in self.hello["mechanisms"]:
+            raise AuthFailed(f"the server offers no mechanism this client knows ({MECHANISM})")
+        try:
+            scram = scramp.ScramClient([MECHANISM], user, password)
+            first = scram.get_client_first()
+        except scramp.ScramException as exc:
+            raise AuthFailed(f"cannot log in as {user!r}: {exc}") from exc
+        self.chan.send("auth", version=PROTOCOL_VERSION, mechanism=MECHANISM, data=first)
+        challenge = self._reply("challenge")
+        try:
+            scram.set_server_first(challenge["data"])
+            final = scram.get_client_final()
+        except scramp.ScramException as exc:
+            raise AuthFailed(f"the server sent a bad login challenge: {exc}") from exc
+        self.chan.send("auth-final", data=final)
+        ok = self._reply("ok")
+        try:
+            scram.set_server_final(ok.get("data", ""))
+        except scramp.ScramException as exc:
+            self._drop()
+            raise AuthFailed(
+                "the server could not prove it knows your password: it may be an impostor"
+            ) from exc
+        self.user = ok.get("user", user)
+        self.perms = ok.get("perms", "")
+
+    # --- listing ---------------------------------------------------------------
+
+    def list(self) -> list[Entry]:
+        """Every stored file with its 1-based index; also kept as `last_listing`."""
+        self.last_listing = self._fetch_listing()
+        return self.last_listing
+
+    def _fetch_listing(self) -> list[Entry]:
+        self.chan.send("ls")
+        header = self._reply("listing")
+        if header["size"] > MAX_LISTING:
+            self._drop()
+            raise RemoteProtocolError(f"listing of {header['size']} bytes is too large")
+        body = bytearray()
+        self.chan.recv_body(body.extend)
+        entries = _parse_listing(bytes(body))
+        if len(entries) != header["count"]:
+            raise RemoteProtocolError("listing count does not match its entries")
+        return entries
+
+    def resolve(self, tokens: Sequence[str], seen: list[Entry] | None = None) -> list[str]:
+        """Names for tokens that are names, or numbers from `seen` (default: `last_listing`).
+
+        Numbers are checked against one fresh listing, which does not replace
+        the listing the user saw.
+        """
+        if not any(is_index(t) for t in tokens):
+            return [check_name(t) for t in tokens]
+        seen = seen if seen is not None else self.last_listing
+        if seen is None:
+            raise StaleListing("numbers refer to a listing, but none was seen: run ls first")
+        current = self._fetch_listing()
+        return [resolve(t, seen, current) for t in tokens]
+
+    # --- upload ----------------------------------------------------------------
+
+    def put(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        overwrite: bool = False,
+        on_progress: Progress | None = None,
+    ) -> PutResult:
+        """Upload one file; the md5 travels as a trailer so the file is read once."""
+        started = time.monotonic()
+        path = Path(path)
+        name = check_name(name if name is not None else path.name)
+        try:
+            f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by the `with f` below)
+        except OSError as exc:
+            raise LocalFileError(f"cannot read {path}: {exc.strerror}") from exc
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            self.chan.send("put", name=name, size=size, overwrite=overwrite)
+            trailer = True
+            try:
+                reply = self._reply("continue")
+            except Exists:
+                # Identical content counts as success: prove it with the local md5.
+                local = _md5_of(path)
+                self.chan.send("put", name=name, size=size, md5=local, overwrite=overwrite)
+                reply = self._reply("ok", "continue")
+                trailer = False
+            if reply.type == "ok":
+                return PutResult(name, size, reply["md5"], True, time.monotonic() - started)
+            digest = hashlib.md5()
+
+            def sent(chunk: memoryview) -> None:
+                digest.update(chunk)
+                if on_progress is not None:
+                    on_progress(len(chunk))
+
+            self.chan.send("data", size=size)
+            try:
+                self.chan.send_body(f, size, on_chunk=sent)
+            except FtpError:
+                self._drop()
+                raise
+            md5 = digest.hexdigest()
+            if trailer:
+                self.chan.send("done", md5=md5)
+            ok = self._reply("ok")
+        if ok.get("md5") != md5:
+            raise ChecksumMismatch(f"server stored md5 {ok.get('md5')}, we sent {md5}")
+        return PutResult(name, size, md5, bool(ok.get("existed")), time.monotonic() - started)
+
+    # --- download --------------------------------------------------------------
+
+    def get(
+        self,
+        name: str,
+        dest: str | os.PathLike[str] | None = None,
+        *,
+        overwrite: bool = False,
+        on_progress: Progress | None = None,
+    ) -> GetResult:
+        """Download into a temporary file beside `dest`; rename it only once the md5 matches.
+
+        `dest` may be a directory (the file keeps its name) or a file path.
+        """
+        started = time.monotonic()
+        name = check_name(name)
+        target = Path(dest) if dest is not None else Path.cwd()
+        if target.is_dir():
+            target = target / name
+        if not overwrite and os.path.lexists(target):
+            raise LocalFileExists(f"{target} already exists; use --overwrite to replace it")
+        self.chan.send("get", name=name)
+        header = self._reply("file")
+        if header["name"] != name:
+            self._drop()
+            raise RemoteProtocolError(f"asked for {name!r}, the server sent {header['name']!r}")
+        try:
+            fd, tmp = _create_part(target)
+        except OSError as exc:
+            self._drop()
+            raise LocalFileError(f"cannot write in {target.parent}: {exc.strerror}") from exc
+        try:
+            digest = hashlib.md5()
+            with os.fdopen(fd, "wb", buffering=0) as out:
+
+                def received(chunk: memoryview) -> None:
+                    digest.update(chunk)
+                    out.write(chunk)
+                    if on_progress is not None:
+                        on_progress(len(chunk))
+
+                try:
+                    self.chan.recv_body(received)
+                except FtpError:
+                    self._drop()
+                    raise
+                except OSError as exc:
+                    self._drop()
+                    raise LocalFileError(f"cannot write {target}: {exc.strerror}") from exc
+                os.fsync(out.fileno())
+            md5 = digest.hexdigest()
+            if md5 != header["md5"]:
+                raise ChecksumMismatch(
+                    f"{name!r} arrived with md5 {md5}, the server said {header['md5']}:"
+                    " nothing was saved"
+                )
+            _publish(Path(tmp), target, overwrite)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return GetResult(name, target, header["size"], md5, time.monotonic() - started)
+
+    # --- delete ----------------------------------------------------------------
+
+    def remove(self, name: str) -> str:
+        self.chan.send("rm", name=check_name(name))
+        return str(self._reply("ok").get("name", name))
+
+
+def _create_part(target: Path) -> tuple[int, str]:
+    """A fresh temporary file beside `target`, with the mode the umask gives new files."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        tmp = str(target.parent / f".{target.name[:200]}.{secrets.token_hex(6)}.part")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise OSError(errno.EEXIST, "no free temporary name")
+
+
+def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)  # refuses an existing file atomically
+    except FileExistsError as exc:
+        raise LocalFileExists(f"{target} already exists; use --overwrite to replace it") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _parse_listing(body: bytes) -> list[Entry]:
+    entries = []
+    try:
+        for i, line in enumerate(body.decode("utf-8").splitlines(), 1):
+            obj: Any = json.loads(line)
+            entry = Entry(obj["index"], obj["name"], obj["size"], obj["mtime"], obj["md5"])
+            if entry.index != i or not all(
+                type(v) is int for v in (entry.index, entry.size, entry.mtime)
+            ):
+                raise ValueError(f"entry {i} is malformed")
+            if not isinstance(entry.md5, str) or check_name(entry.name) != entry.name:
+                raise ValueError(f"entry {i} is malformed")
+            entries.append(entry)
+    except (ValueError, KeyError, TypeError, FtpError) as exc:
+        raise RemoteProtocolError(f"the server sent a malformed listing: {exc}") from exc
+    return entries

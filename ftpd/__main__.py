@@ -1,0 +1,3 @@
+from ftpd.cli import main
+
+main()

@@ -1,0 +1,249 @@
+"""`ftpd`: run the daemon and manage its accounts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ftpd.auth import DEFAULT_ITERATIONS, MIN_ITERATIONS, PERMS, UserStore
+from ftpd.server import DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT, FtpServer
+from ftpd.storage import Storage
+from shared import __version__
+from shared.errors import FtpError
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+class ByteSize(click.ParamType):
+    """A size such as 500M or 2G (powers of 1024)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        unit = text[-1:] if text[-1:] in _UNITS else ""
+        number = text[: len(text) - len(unit)]
+        if not number.isdigit():
+            self.fail(f"{value!r} is not a size such as 1048576, 500M or 2G", param, ctx)
+        return int(number) * _UNITS[unit]
+
+
+def default_users_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "ftpd" / "users.json"
+
+
+def users_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--users",
+        "users_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="FTPD_USERS",
+        default=default_users_file,
+        show_default="$FTPD_USERS or ~/.config/ftpd/users.json",
+        help="The account file (kept outside the storage root).",
+    )(f)
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise click.ClickException("the password must not be empty")
+    return password
+
+
+def _store(path: Path) -> UserStore:
+    try:
+        return UserStore(path)
+    except FtpError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+@click.version_option(__version__, prog_name="ftpd")
+def main() -> None:
+    """ftpd: an authenticated file drop box (SCRAM login, verified, atomic uploads)."""
+
+
+@main.command()
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="storage",
+    show_default=True,
+    help="Upload directory; created if missing.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one.",
+)
+@users_option
+@click.option(
+    "--max-file-size",
+    type=ByteSize(),
+    default=None,
+    help="Refuse uploads larger than this (e.g. 2G). Default: no limit but free space.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_IDLE_TIMEOUT,
+    show_default=True,
+    help="Seconds a connection may stay silent.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def serve(
+    root: Path,
+    host: str,
+    port: int,
+    users_file: Path,
+    max_file_size: int | None,
+    idle_timeout: float,
+    log_level: str,
+) -> None:
+    """Serve ROOT until SIGINT or SIGTERM."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    root_abs = root.resolve()
+    if users_file.resolve().is_relative_to(root_abs):
+        raise click.ClickException(f"the account file {users_file} must be outside the root {root}")
+    store = _store(users_file)
+    try:
+        password = store.ensure_initial_account()
+    except (FtpError, OSError) as exc:
+        raise click.ClickException(f"cannot create the account file {users_file}: {exc}") from exc
+    if password is not None:
+        click.echo(f"created account 'admin' with password: {password}")
+        click.echo(f"  (shown only this once; stored as SCRAM keys in {users_file})")
+    try:
+        storage = Storage(root, max_file_size=max_file_size)
+    except OSError as exc:
+        raise click.ClickException(f"cannot use {root} as the root: {exc.strerror}") from exc
+    try:
+        server = FtpServer((host, port), storage, store, idle_timeout=idle_timeout)
+    except OSError as exc:
+        storage.close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    if storage.purged:
+        logging.getLogger("ftpd").info("purged %d staging files left by a crash", storage.purged)
+
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    bound_host, bound_port = server.address
+    click.echo(f"listening on {bound_host}:{bound_port}")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    click.echo("stopped")
+
+
+@main.group()
+def user() -> None:
+    """Manage accounts: add, del, passwd, perm, list."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option(
+    "--perm", default=PERMS, show_default=True, help="Letters: r (list and get), w (put), d (rm)."
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=MIN_ITERATIONS),
+    default=DEFAULT_ITERATIONS,
+    show_default=True,
+    help="PBKDF2 iterations for the SCRAM keys.",
+)
+@users_option
+def user_add(name: str, perm: str, password_stdin: bool, iterations: int, users_file: Path) -> None:
+    """Create an account."""
+    store = _store(users_file)
+    password = _read_password(password_stdin)
+    try:
+        account = store.add(name, password, perm, iterations)
+    except FtpError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"added {account.name} ({account.perms or 'no permissions'})")
+
+
+@user.command("del")
+@click.argument("name")
+@users_option
+def user_del(name: str, users_file: Path) -> None:
+    """Delete an account."""
+    try:
+        _store(users_file).remove(name)
+    except FtpError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"deleted {name}")
+
+
+@user.command("passwd")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=MIN_ITERATIONS),
+    default=DEFAULT_ITERATIONS,
+    show_default=True,
+)
+@users_option
+def user_passwd(name: str, password_stdin: bool, iterations: int, users_file: Path) -> None:
+    """Set an account's password."""
+    store = _store(users_file)
+    if store.get(name) is None:
+        raise click.ClickException(f"no user named {name!r}")
+    password = _read_password(password_stdin)
+    try:
+        store.set_password(name, password, iterations)
+    except FtpError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"password changed for {name}")
+
+
+@user.command("perm")
+@click.argument("name")
+@click.argument("perms")
+@users_option
+def user_perm(name: str, perms: str, users_file: Path) -> None:
+    """Set an account's permissions, e.g. `ftpd user perm bob r`."""
+    try:
+        _store(users_file).set_perms(name, perms)
+    except FtpError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"permissions of {name} set to {perms!r}")
+
+
+@user.command("list")
+@users_option
+def user_list(users_file: Path) -> None:
+    """List accounts and their permissions."""
+    for account in _store(users_file).accounts():
+        click.echo(f"{account.name}\t{account.perms or '-'}")

@@ -1,0 +1,282 @@
+"""One connection's session: greeting, login, and the verb dispatch."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import socketserver
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ftpd.auth import ScramLogin
+from ftpd.storage import Upload
+from shared import __version__
+from shared.errors import (
+    BadRequest,
+    ChecksumMismatch,
+    Exists,
+    FtpError,
+    InternalError,
+    LocalFileError,
+    NotAuthenticated,
+    PermissionDenied,
+    ProtocolError,
+    RemoteProtocolError,
+    RequestError,
+    TransportError,
+    VersionMismatch,
+)
+from shared.protocol import MAX_HEADER, MESSAGES, PROTOCOL_VERSION, VERBS, Message, Role
+from shared.wire import Channel
+
+if TYPE_CHECKING:
+    from ftpd.auth import Account
+    from ftpd.server import FtpServer
+
+CAPABILITIES = ["md5", "md5-trailer", "overwrite"]
+
+
+class Handler(socketserver.BaseRequestHandler):
+    server: FtpServer
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        self.server.track(sock)
+        try:
+            Session(self.server, sock, "{}:{}".format(*self.client_address[:2])).run()
+        finally:
+            self.server.untrack(sock)
+
+
+class _UploadSink:
+    """Writes body bytes to staging; after a write error, keeps draining to stay in frame."""
+
+    def __init__(self, upload: Upload) -> None:
+        self.upload = upload
+        self.error: FtpError | None = None
+
+    def __call__(self, chunk: memoryview) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.upload.write(chunk)
+        except FtpError as exc:
+            self.error = exc
+        except OSError as exc:
+            self.error = InternalError(f"cannot write the upload: {exc.strerror}")
+
+
+class Session:
+    """The state of one logged-in (or not yet) client."""
+
+    def __init__(self, server: FtpServer, sock: socket.socket, peer: str) -> None:
+        self.server = server
+        self.storage = server.storage
+        self.log = server.log
+        self.peer = peer
+        sock.settimeout(server.idle_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.chan = Channel(sock, Role.SERVER)
+        self.account: Account | None = None
+        self.login: ScramLogin | None = None
+        self.login_started = 0.0
+        self.handlers: dict[str, Callable[[Message], None]] = {
+            verb: getattr(self, "do_" + verb.replace("-", "_")) for verb in VERBS
+        }
+        self.running = True
+
+    @property
+    def user(self) -> str:
+        return self.account.name if self.account else "-"
+
+    def run(self) -> None:
+        try:
+            self.chan.send(
+                "hello",
+                version=PROTOCOL_VERSION,
+                server=f"ftpd {__version__}",
+                mechanisms=self.server.mechanisms,
+                capabilities=CAPABILITIES,
+                max_header=MAX_HEADER,
+            )
+            while self.running:
+                self.dispatch(self.chan.recv_message())
+        except TransportError:
+            pass
+        except ProtocolError as exc:
+            self.log.warning("protocol error peer=%s user=%s: %s", self.peer, self.user, exc)
+            self.reply_error(BadRequest(str(exc)))
+        except Exception:
+            self.log.exception("internal error peer=%s user=%s", self.peer, self.user)
+            self.reply_error(InternalError("internal server error"))
+        finally:
+            self.chan.close()
+
+    def reply_error(self, exc: FtpError) -> None:
+        with contextlib.suppress(FtpError):
+            self.chan.send("error", code=exc.code, message=str(exc)[:4000])
+
+    def dispatch(self, msg: Message) -> None:
+        """Check a message against the verb table, then run its do_<verb>."""
+        if msg.type not in VERBS:
+            raise RemoteProtocolError(f"{msg.type!r} is not a request here")
+        spec = MESSAGES[msg.type]
+        try:
+            if spec.login and self.account is None:
+                raise NotAuthenticated(f"log in before {msg.type!r}")
+            if spec.perm and self.account and spec.perm not in self.account.perms:
+                raise PermissionDenied(f"user {self.user!r} may not {msg.type!r}")
+            self.handlers[msg.type](msg)
+        except RequestError as exc:
+            self.reply_error(exc)
+
+    # --- login -----------------------------------------------------------------
+
+    def do_auth(self, msg: Message) -> None:
+        if self.account is not None:
+            raise BadRequest(f"already logged in as {self.user!r}")
+        if msg["version"] != PROTOCOL_VERSION:
+            raise VersionMismatch(
+                f"this server speaks protocol version {PROTOCOL_VERSION}, not {msg['version']}"
+            )
+        if msg["mechanism"] not in self.server.mechanisms:
+            raise BadRequest(f"unsupported mechanism {msg['mechanism']!r}")
+        self.server.users.refresh()
+        self.login_started = time.monotonic()
+        self.login = ScramLogin(self.server.users)
+        try:
+            challenge = self.login.first(msg["data"])
+        except RequestError:
+            self.login = None
+            raise
+        self.chan.send("challenge", data=challenge)
+
+    def do_auth_final(self, msg: Message) -> None:
+        login, self.login = self.login, None
+        if login is None:
+            raise BadRequest("'auth-final' must follow 'auth'")
+        result = "ok"
+        try:
+            self.account, server_final = login.final(msg["data"])
+        except RequestError:
+            result = "failed"
+            raise
+        finally:
+            self.log.info(
+                "login user=%r peer=%s result=%s seconds=%.3f",
+                login.user,
+                self.peer,
+                result,
+                time.monotonic() - self.login_started,
+            )
+        self.chan.send("ok", data=server_final, user=self.account.name, perms=self.account.perms)
+
+    def do_quit(self, msg: Message) -> None:
+        self.chan.send("ok")
+        self.running = False
+
+    # --- files -----------------------------------------------------------------
+
+    def _log_transfer(
+        self, op: str, name: str, size: int, md5: str, started: float, result: str
+    ) -> None:
+        self.log.info(
+            "%s user=%s peer=%s name=%s bytes=%d md5=%s seconds=%.3f result=%s",
+            op,
+            self.user,
+            self.peer,
+            json.dumps(name, ensure_ascii=False),
+            size,
+            md5 or "-",
+            time.monotonic() - started,
+            result,
+        )
+
+    def do_ls(self, msg: Message) -> None:
+        entries = self.storage.list()
+        body = "".join(
+            json.dumps(
+                {"index": i, "name": e.name, "size": e.size, "mtime": e.mtime, "md5": e.md5},
+                ensure_ascii=False,
+            )
+            + "\n"
+            for i, e in enumerate(entries, 1)
+        ).encode("utf-8")
+        self.chan.send("listing", size=len(body), count=len(entries))
+        self.chan.send_raw(body)
+
+    def do_get(self, msg: Message) -> None:
+        started = time.monotonic()
+        try:
+            with self.storage.open(msg["name"]) as (f, entry):
+                self.chan.send(
+                    "file", name=entry.name, size=entry.size, md5=entry.md5, mtime=entry.mtime
+                )
+                self.chan.send_body(f, entry.size)
+        except RequestError as exc:
+            self._log_transfer("get", msg["name"], 0, "", started, exc.code)
+            raise
+        except (TransportError, LocalFileError) as exc:
+            # Out of frame now: the session must end.
+            self._log_transfer("get", entry.name, entry.size, entry.md5, started, "network")
+            raise TransportError(str(exc)) from exc
+        self._log_transfer("get", entry.name, entry.size, entry.md5, started, "ok")
+
+    def do_rm(self, msg: Message) -> None:
+        name = self.storage.remove(msg["name"])
+        self.log.info(
+            "rm user=%s peer=%s name=%s result=ok",
+            self.user,
+            self.peer,
+            json.dumps(name, ensure_ascii=False),
+        )
+        self.chan.send("ok", name=name)
+
+    def do_put(self, msg: Message) -> None:
+        started = time.monotonic()
+        size: int = msg["size"]
+        md5: str | None = msg.get("md5")
+        overwrite: bool = msg.get("overwrite", False)
+        try:
+            name = self.storage.check_upload(msg["name"], size)
+            existing = self.storage.existing(name)
+            if existing is not None:
+                if md5 == existing.md5 and size == existing.size:
+                    self._log_transfer("put", name, 0, md5, started, "existed")
+                    self.chan.send("ok", name=name, size=size, md5=md5, existed=True)
+                    return
+                if not overwrite:
+                    raise Exists(f"{name!r} already exists and differs; ask to overwrite")
+            self.chan.send("continue")
+            entry = self._receive(name, size, md5, overwrite)
+        except RequestError as exc:
+            self._log_transfer("put", msg["name"], 0, md5 or "", started, exc.code)
+            raise
+        except TransportError:
+            self._log_transfer("put", msg["name"], 0, md5 or "", started, "network")
+            raise
+        self._log_transfer("put", name, size, entry.md5, started, "ok")
+        self.chan.send("ok", name=name, size=size, md5=entry.md5, existed=False)
+
+    def _receive(self, name: str, size: int, md5: str | None, overwrite: bool):
+        header = self.chan.expect("data")
+        if header["size"] != size:
+            raise RemoteProtocolError(f"'data' has {header['size']} bytes, 'put' said {size}")
+        upload = self.storage.begin_upload(name, size, overwrite)
+        try:
+            sink = _UploadSink(upload)
+            self.chan.recv_body(sink)
+            if md5 is None:
+                md5 = self.chan.expect("done")["md5"]
+            if sink.error is not None:
+                raise sink.error
+            if upload.md5 != md5:
+                raise ChecksumMismatch(
+                    f"the bytes received hash to {upload.md5}, not {md5}: nothing was stored"
+                )
+            return upload.commit()
+        except BaseException:
+            upload.abort()
+            raise

@@ -1,0 +1,326 @@
+"""Names to paths, staging, atomic publish, listing and the md5 cache.
+
+Layout of the root:
+    NAME                      published files, one path component each
+    .ftpd/staging/*.part      uploads in flight; never listed, purged at start
+    .ftpd/md5.sqlite3         md5 of stored files, keyed by (size, mtime_ns, inode)
+
+Staging lives inside the root so that publishing is a rename on one filesystem.
+The md5 cache is only a cache: a row that does not match the file's current
+stat is ignored and the file is hashed again.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import sqlite3
+import stat
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from shared.errors import BadName, Exists, NoSpace, NotFound, TooLarge
+from shared.names import RESERVED_PREFIX, check_name
+
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a listing shows of one stored file."""
+
+    name: str
+    size: int
+    mtime: int
+    md5: str
+
+
+class Md5Cache:
+    """md5 of stored files, so a download or listing does not hash again."""
+
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        try:
+            self._db = self._open(path)
+        except sqlite3.DatabaseError:
+            path.unlink(missing_ok=True)
+            self._db = self._open(path)
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS md5 (name TEXT PRIMARY KEY, size INTEGER,"
+                " mtime_ns INTEGER, ino INTEGER, md5 TEXT)"
+            )
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def lookup(self, name: str, st: os.stat_result) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT md5 FROM md5 WHERE name=? AND size=? AND mtime_ns=? AND ino=?",
+                (name, st.st_size, st.st_mtime_ns, st.st_ino),
+            ).fetchone()
+        return row[0] if row else None
+
+    def all(self) -> dict[str, tuple[int, int, int, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, size, mtime_ns, ino, md5 FROM md5").fetchall()
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+    def store(self, name: str, st: os.stat_result, md5: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO md5 VALUES (?, ?, ?, ?, ?)",
+                (name, st.st_size, st.st_mtime_ns, st.st_ino, md5),
+            )
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM md5 WHERE name=?", (name,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def hash_file(f: BinaryIO) -> str:
+    """md5 of an open file from its current position (used only for files we did not receive)."""
+    digest = hashlib.md5()
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    while n := f.readinto(buf):  # type: ignore[attr-defined]
+        digest.update(view[:n])
+    return digest.hexdigest()
+
+
+class Storage:
+    """A directory of published files. Safe to share between handler threads."""
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, max_file_size: int | None = None, reserve: int = 0
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_file_size = max_file_size
+        self.reserve = reserve
+        meta = self.root / RESERVED_PREFIX
+        self.staging = meta / "staging"
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self.purged = self._purge_staging()
+        self.cache = Md5Cache(meta / "md5.sqlite3")
+
+    def _purge_staging(self) -> int:
+        """Remove uploads a crash left behind; they were never published."""
+        count = 0
+        for entry in os.scandir(self.staging):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+            count += 1
+        return count
+
+    def close(self) -> None:
+        self.cache.close()
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.root, check_name(name))
+
+    def _stat(self, name: str) -> os.stat_result | None:
+        """lstat of a published regular file, or None; symlinks and others do not count."""
+        try:
+            st = os.lstat(self._path(name))
+        except FileNotFoundError:
+            return None
+        return st if stat.S_ISREG(st.st_mode) else None
+
+    # --- reading ---------------------------------------------------------------
+
+    def list(self) -> list[Entry]:
+        """Every published regular file, sorted by name, with its md5."""
+        cached = self.cache.all()
+        entries = []
+        with os.scandir(self.root) as it:
+            for dirent in it:
+                name = dirent.name
+                try:
+                    if check_name(name) != name or not dirent.is_file(follow_symlinks=False):
+                        continue
+                    st = dirent.stat(follow_symlinks=False)
+                except (BadName, OSError):
+                    continue
+                row = cached.get(name)
+                if row and row[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
+                    md5 = row[3]
+                else:
+                    try:
+                        with self.open(name) as (_, entry):
+                            md5 = entry.md5
+                    except (NotFound, OSError):
+                        continue
+                entries.append(Entry(name, st.st_size, st.st_mtime_ns // 10**9, md5))
+        entries.sort(key=lambda e: e.name)
+        return entries
+
+    def open(self, name: str) -> _Opened:
+        """Open a published file for reading without following a symlink."""
+        return _Opened(self, check_name(name))
+
+    # --- writing ---------------------------------------------------------------
+
+    def free_space(self) -> int:
+        vfs = os.statvfs(self.root)
+        return max(0, vfs.f_bavail * vfs.f_frsize - self.reserve)
+
+    def existing(self, name: str) -> Entry | None:
+        """The published entry under `name`, or None."""
+        try:
+            with self.open(name) as (_, entry):
+                return entry
+        except NotFound:
+            return None
+
+    def check_upload(self, name: str, size: int) -> str:
+        """Refuse an upload before any byte is read; return the checked name."""
+        name = check_name(name)
+        if self.max_file_size is not None and size > self.max_file_size:
+            raise TooLarge(f"{size} bytes is over the limit of {self.max_file_size} bytes")
+        free = self.free_space()
+        if size > free:
+            raise NoSpace(f"{size} bytes do not fit: {free} bytes free")
+        return name
+
+    def begin_upload(self, name: str, size: int, overwrite: bool) -> Upload:
+        return Upload(self, check_name(name), size, overwrite)
+
+    def remove(self, name: str) -> str:
+        """Delete a published file; return its checked name."""
+        name = check_name(name)
+        path = self._path(name)
+        if self._stat(name) is None:
+            raise NotFound(f"no file named {name!r}")
+        try:
+            os.unlink(path)
+        except FileNotFoundError as exc:
+            raise NotFound(f"no file named {name!r}") from exc
+        self.cache.forget(name)
+        _fsync_dir(self.root)
+        return name
+
+
+class _Opened:
+    """Context manager yielding (file, Entry) for a published file."""
+
+    def __init__(self, storage: Storage, name: str) -> None:
+        self.storage = storage
+        self.name = name
+        self.file: BinaryIO | None = None
+
+    def __enter__(self) -> tuple[BinaryIO, Entry]:
+        path = os.path.join(self.storage.root, self.name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError as exc:
+            raise NotFound(f"no file named {self.name!r}") from exc
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+                raise NotFound(f"no file named {self.name!r}") from exc
+            raise
+        self.file = f = os.fdopen(fd, "rb", buffering=0)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            f.close()
+            raise NotFound(f"no file named {self.name!r}")
+        md5 = self.storage.cache.lookup(self.name, st)
+        if md5 is None:
+            md5 = hash_file(f)
+            f.seek(0)
+            self.storage.cache.store(self.name, st, md5)
+        return f, Entry(self.name, st.st_size, st.st_mtime_ns // 10**9, md5)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+class Upload:
+    """One upload in flight: a staging file hashed as the bytes arrive."""
+
+    def __init__(self, storage: Storage, name: str, size: int, overwrite: bool) -> None:
+        self.storage = storage
+        self.name = name
+        self.size = size
+        self.overwrite = overwrite
+        self.received = 0
+        self._md5 = hashlib.md5()
+        self.path = storage.staging / f"{uuid.uuid4().hex}.part"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._file = os.fdopen(fd, "wb", buffering=0)
+
+    def write(self, chunk: memoryview) -> None:
+        if self.received + len(chunk) > self.size:
+            raise ValueError("more bytes than announced")
+        self._md5.update(chunk)
+        try:
+            while chunk:
+                n = self._file.write(chunk)
+                chunk = chunk[n:]
+                self.received += n
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace("the server ran out of disk space") from exc
+            raise
+
+    @property
+    def md5(self) -> str:
+        return self._md5.hexdigest()
+
+    def commit(self) -> Entry:
+        """fsync, publish atomically, fsync the directory. Only then is it stored."""
+        try:
+            os.fsync(self._file.fileno())
+            st = os.fstat(self._file.fileno())
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace("the server ran out of disk space") from exc
+            raise
+        finally:
+            self._file.close()
+        final = os.path.join(self.storage.root, self.name)
+        if self.overwrite:
+            os.replace(self.path, final)
+        else:
+            try:
+                # link() refuses an existing name atomically, unlike rename().
+                os.link(self.path, final)
+            except FileExistsError as exc:
+                raise Exists(f"{self.name!r} already exists") from exc
+            finally:
+                self.path.unlink(missing_ok=True)
+        _fsync_dir(self.storage.root)
+        self.storage.cache.store(self.name, st, self.md5)
+        return Entry(self.name, st.st_size, st.st_mtime_ns // 10**9, self.md5)
+
+    def abort(self) -> None:
+        """Drop the staging file; the published version, if any, is untouched."""
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,173 @@
+"""One error tree for both sides, with a stable wire code on each error.
+
+    FtpError                      code
+    ├── ProtocolError             bad-request
+    │   ├── LocalProtocolError    we were about to break the protocol
+    │   └── RemoteProtocolError   the peer broke it
+    ├── VersionMismatch           unsupported-version
+    ├── TransportError            network (never sent: the link is gone)
+    ├── LocalFileError            local (client side only)
+    │   └── LocalFileExists       local-exists
+    ├── StaleListing              stale-listing (client side only)
+    └── RequestError              a request the server refused
+        ├── NotAuthenticated      not-authenticated
+        ├── AuthFailed            auth-failed
+        ├── PermissionDenied      permission-denied
+        ├── BadName               bad-name
+        ├── NotFound              not-found
+        ├── Exists                exists
+        ├── ChecksumMismatch      checksum-mismatch
+        ├── TooLarge              too-large
+        ├── NoSpace               no-space
+        ├── BadRequest            bad-request
+        └── InternalError         internal-error
+
+The server sends `{"type": "error", "code": ..., "message": ...}`; the client
+turns it back into the class with `error_from_wire`, so callers can catch the
+specific class rather than compare strings.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class FtpError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    code: ClassVar[str] = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ProtocolError(FtpError):
+    """A frame or message that breaks the protocol."""
+
+    code = "bad-request"
+
+
+class LocalProtocolError(ProtocolError):
+    """We were about to send something that breaks the protocol (a bug here)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something that breaks the protocol."""
+
+
+class VersionMismatch(FtpError):
+    """The two sides speak different protocol versions."""
+
+    code = "unsupported-version"
+
+
+class TransportError(FtpError):
+    """The connection failed, timed out or was closed part way through."""
+
+    code = "network"
+
+
+class LocalFileError(FtpError):
+    """A local file could not be read or written (client side)."""
+
+    code = "local"
+
+
+class LocalFileExists(LocalFileError):
+    """A download would replace a local file without --overwrite."""
+
+    code = "local-exists"
+
+
+class StaleListing(FtpError):
+    """A number no longer names the entry the user saw listed."""
+
+    code = "stale-listing"
+
+
+class RequestError(FtpError):
+    """The server refused a request; the session goes on."""
+
+    code = "error"
+
+
+class NotAuthenticated(RequestError):
+    code = "not-authenticated"
+
+
+class AuthFailed(RequestError):
+    code = "auth-failed"
+
+
+class PermissionDenied(RequestError):
+    code = "permission-denied"
+
+
+class BadName(RequestError):
+    code = "bad-name"
+
+
+class NotFound(RequestError):
+    code = "not-found"
+
+
+class Exists(RequestError):
+    code = "exists"
+
+
+class ChecksumMismatch(RequestError):
+    code = "checksum-mismatch"
+
+
+class TooLarge(RequestError):
+    code = "too-large"
+
+
+class NoSpace(RequestError):
+    code = "no-space"
+
+
+class BadRequest(RequestError):
+    code = "bad-request"
+
+
+class InternalError(RequestError):
+    code = "internal-error"
+
+
+WIRE_ERRORS: dict[str, type[FtpError]] = {
+    cls.code: cls
+    for cls in (
+        NotAuthenticated,
+        AuthFailed,
+        PermissionDenied,
+        BadName,
+        NotFound,
+        Exists,
+        ChecksumMismatch,
+        TooLarge,
+        NoSpace,
+        BadRequest,
+        InternalError,
+        VersionMismatch,
+    )
+}
+"""Codes that may appear in an `error` message, and the class each one maps to."""
+
+
+def error_from_wire(code: str, message: str) -> FtpError:
+    """Rebuild the typed error for a code the server sent.
+
+    An unknown code (from a newer server) still becomes a `RequestError`, keeping
+    the code, so the session can go on.
+    """
+    cls = WIRE_ERRORS.get(code)
+    if cls is None:
+        err = RequestError(message)
+        err.code = code  # type: ignore[misc]
+        return err
+    return cls(message)

@@ -1,0 +1,41 @@
+"""File name rules, shared so that the client refuses what the server would."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from shared.errors import BadName
+
+MAX_NAME_BYTES = 255
+RESERVED_PREFIX = ".ftpd"
+"""The server keeps its staging files and md5 cache under this prefix in the root."""
+
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def check_name(name: str) -> str:
+    """Return `name` in NFC if it is one safe path component; raise BadName otherwise."""
+    if not isinstance(name, str):
+        raise BadName("a name must be a string")
+    if not name:
+        raise BadName("a name must not be empty")
+    name = unicodedata.normalize("NFC", name)
+    for ch in name:
+        category = unicodedata.category(ch)
+        if category in ("Cc", "Cs") or ch in _BIDI_CONTROLS:
+            raise BadName(f"name {name!r} contains the control character U+{ord(ch):04X}")
+    if "/" in name or "\\" in name:
+        raise BadName(f"name {name!r} must be a single component, without / or \\")
+    # Compatibility forms such as FULLWIDTH SOLIDUS fold to "/" on other systems.
+    folded = unicodedata.normalize("NFKC", name)
+    if "/" in folded or "\\" in folded or folded in (".", ".."):
+        raise BadName(f"name {name!r} looks like a path separator or a dot entry")
+    if name in (".", ".."):
+        raise BadName(f"name {name!r} is not allowed")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise BadName(f"name is longer than {MAX_NAME_BYTES} bytes in UTF-8")
+    if name.startswith(RESERVED_PREFIX):
+        raise BadName(f"names starting with {RESERVED_PREFIX!r} are reserved for the server")
+    return name

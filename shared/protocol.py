@@ -1,0 +1,371 @@
+"""The wire protocol: message table, field checks, encoder and decoder. No I/O.
+
+A frame is a 4-byte big-endian length N (1 <= N <= MAX_HEADER), then N bytes
+of a UTF-8 JSON object: the header. Its `type` names the message. Only the
+types marked `body` in MESSAGES are followed by raw bytes, exactly `size` of
+them. The decoder is fed bytes and hands back events; the code that owns the
+socket lives in `shared.wire`. See docs/PROTOCOL.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from shared.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+
+PROTOCOL_VERSION = 1
+MAX_HEADER = 65536
+MAX_SIZE = 1 << 50
+"""Largest body or file size accepted on the wire (1 PiB): anything above is absurd."""
+
+_PREFIX = struct.Struct("!I")
+PREFIX_SIZE = _PREFIX.size
+_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+class Role(Enum):
+    """Who sends a message. A decoder for one role accepts the other's messages."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+# --- field checks --------------------------------------------------------------
+
+
+def _integer(low: int, high: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        # bool is a subclass of int; float and NaN are not ints at all.
+        if type(value) is not int:
+            return f"must be an integer, not {type(value).__name__}"
+        if not low <= value <= high:
+            return f"must be between {low} and {high}"
+        return None
+
+    return check
+
+
+def _text(max_len: int, *, empty: bool = False) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, str):
+            return f"must be a string, not {type(value).__name__}"
+        if not value and not empty:
+            return "must not be empty"
+        if len(value) > max_len:
+            return f"must be at most {max_len} characters"
+        return None
+
+    return check
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _md5(value: Any) -> str | None:
+    if isinstance(value, str) and _MD5.fullmatch(value):
+        return None
+    return "must be 32 lowercase hex digits"
+
+
+def _text_list(value: Any) -> str | None:
+    if not isinstance(value, list) or len(value) > 64:
+        return "must be a list of at most 64 strings"
+    if not all(isinstance(v, str) and 0 < len(v) <= 64 for v in value):
+        return "must hold only short non-empty strings"
+    return None
+
+
+FIELDS: dict[str, Callable[[Any], str | None]] = {
+    "version": _integer(1, 65535),
+    "server": _text(256),
+    "mechanisms": _text_list,
+    "capabilities": _text_list,
+    "max_header": _integer(1, MAX_HEADER),
+    "mechanism": _text(64),
+    "data": _text(4096),
+    "user": _text(64),
+    "perms": _text(3, empty=True),
+    "name": _text(4096),
+    "size": _integer(0, MAX_SIZE),
+    "md5": _md5,
+    "mtime": _integer(-(1 << 53), 1 << 53),
+    "count": _integer(0, 1 << 32),
+    "overwrite": _boolean,
+    "existed": _boolean,
+    "code": _text(64),
+    "message": _text(4096, empty=True),
+}
+"""Every field that may appear in any header, with its check."""
+
+
+# --- the message table ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One row of the message table: who sends it, its fields, what it needs."""
+
+    sender: Role
+    required: frozenset[str] = frozenset()
+    optional: frozenset[str] = frozenset()
+    body: bool = False
+    login: bool = True
+    perm: str | None = None
+    help: str = ""
+
+
+def _spec(sender: Role, required: str = "", optional: str = "", **kw: Any) -> Spec:
+    return Spec(sender, frozenset(required.split()), frozenset(optional.split()), **kw)
+
+
+C, S = Role.CLIENT, Role.SERVER
+MESSAGES: dict[str, Spec] = {
+    # client requests (the verbs): each gets exactly one final reply
+    "auth": _spec(C, "version mechanism data", login=False, help="start SCRAM login"),
+    "auth-final": _spec(C, "data", login=False, help="finish SCRAM login"),
+    "ls": _spec(C, perm="r", help="list stored files"),
+    "put": _spec(C, "name size", "md5 overwrite", perm="w", help="upload a file"),
+    "get": _spec(C, "name", perm="r", help="download a file"),
+    "rm": _spec(C, "name", perm="d", help="delete a file"),
+    "quit": _spec(C, login=False, help="end the session"),
+    # client messages inside an upload
+    "data": _spec(C, "size", body=True, help="the file bytes, after `continue`"),
+    "done": _spec(C, "md5", help="trailer with the md5, when `put` had none"),
+    # server messages
+    "hello": _spec(S, "version server mechanisms capabilities max_header"),
+    "challenge": _spec(S, "data"),
+    "continue": _spec(S),
+    "ok": _spec(S, "", "name size md5 existed data user perms"),
+    "file": _spec(S, "name size md5 mtime", body=True),
+    "listing": _spec(S, "size count", body=True),
+    "error": _spec(S, "code message"),
+}
+VERBS = frozenset(t for t in ("auth", "auth-final", "ls", "put", "get", "rm", "quit"))
+"""Message types that open a request and so get exactly one final reply."""
+
+
+def check_fields(type_: str, fields: Mapping[str, Any], sender: Role) -> str | None:
+    """Return why a header is not a valid `type_` message from `sender`, or None."""
+    spec = MESSAGES.get(type_)
+    if spec is None:
+        return f"unknown message type {type_!r}"
+    if spec.sender is not sender:
+        return f"message {type_!r} may not be sent by the {sender.value}"
+    missing = spec.required - fields.keys()
+    if missing:
+        return f"{type_!r} lacks field {sorted(missing)[0]!r}"
+    for key, value in fields.items():
+        if key not in spec.required and key not in spec.optional:
+            return f"{type_!r} does not take field {key!r}"
+        problem = FIELDS[key](value)
+        if problem:
+            return f"field {key!r} {problem}"
+    return None
+
+
+# --- events --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """A decoded header. `fields` holds everything but `type`."""
+
+    type: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.fields.get(key, default)
+
+
+@dataclass(frozen=True)
+class Data:
+    """A piece of a body. Pieces arrive in order and add up to the header's `size`."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class EndOfBody:
+    """The last byte of a body has been handed out."""
+
+
+class _NeedData:
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA = _NeedData()
+Event = Message | Data | EndOfBody
+
+
+# --- encoding ------------------------------------------------------------------
+
+
+def encode(type_: str, sender: Role, **fields: Any) -> bytes:
+    """Frame one header. Raises LocalProtocolError for anything the peer would refuse."""
+    problem = check_fields(type_, fields, sender)
+    if problem:
+        raise LocalProtocolError(problem)
+    try:
+        text = json.dumps({"type": type_, **fields}, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise LocalProtocolError(f"cannot encode {type_!r}: {exc}") from exc
+    payload = text.encode("utf-8")
+    if len(payload) > MAX_HEADER:
+        raise LocalProtocolError(f"{type_!r} header is {len(payload)} bytes, over {MAX_HEADER}")
+    return _PREFIX.pack(len(payload)) + payload
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise RemoteProtocolError(f"duplicate key {key!r} in header")
+        obj[key] = value
+    return obj
+
+
+def _no_constants(name: str) -> Any:
+    raise RemoteProtocolError(f"{name} is not allowed in a header")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:
+        raise RemoteProtocolError("integer in header is absurdly long")
+    return int(text)
+
+
+def parse_header(payload: bytes, sender: Role) -> Message:
+    """Check and parse one header payload sent by `sender`."""
+    try:
+        text = payload.decode("utf-8")
+        obj = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+            parse_int=_bounded_int,
+        )
+    except ProtocolError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise RemoteProtocolError(f"header is not valid UTF-8: {exc.reason}") from exc
+    except RecursionError as exc:
+        raise RemoteProtocolError("header is nested too deeply") from exc
+    except ValueError as exc:
+        raise RemoteProtocolError(f"header is not valid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError("header must be a JSON object")
+    type_ = obj.pop("type", None)
+    if not isinstance(type_, str):
+        raise RemoteProtocolError("header lacks a string 'type'")
+    problem = check_fields(type_, obj, sender)
+    if problem:
+        raise RemoteProtocolError(problem)
+    return Message(type_, obj)
+
+
+# --- decoding ------------------------------------------------------------------
+
+
+class State(Enum):
+    LENGTH = "waiting for a length prefix"
+    HEADER = "waiting for a header"
+    BODY = "reading a body"
+    BROKEN = "broken by a protocol error"
+
+
+class Decoder:
+    """Turns the bytes one peer sends into events, one at a time.
+
+    Feed bytes with `receive_data`; call `next_event` until it returns NEED_DATA.
+    After a protocol error the stream cannot be resynchronised, so every later
+    call raises again.
+    """
+
+    def __init__(self, peer: Role, max_header: int = MAX_HEADER) -> None:
+        self.peer = peer
+        self.max_header = max_header
+        self.state = State.LENGTH
+        self._buf = bytearray()
+        self._pos = 0
+        self._header_len = 0
+        self.body_remaining = 0
+        self._error: RemoteProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet handed out."""
+        return len(self._buf) - self._pos
+
+    def receive_data(self, data: bytes) -> None:
+        if self._pos and self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        self._buf += data
+
+    def consume_body(self, n: int) -> None:
+        """Account for `n` body bytes the caller read itself, bypassing the buffer.
+
+        This keeps the framing off the per-chunk path for large bodies.
+        """
+        if self.state is not State.BODY or self.buffered or not 0 < n <= self.body_remaining:
+            raise LocalProtocolError("consume_body called outside an unbuffered body")
+        self.body_remaining -= n
+
+    def next_event(self) -> Event | _NeedData:
+        if self._error is not None:
+            raise self._error
+        try:
+            return self._next()
+        except RemoteProtocolError as exc:
+            self.state = State.BROKEN
+            self._error = exc
+            raise
+
+    def _take(self, n: int) -> bytes:
+        chunk = bytes(self._buf[self._pos : self._pos + n])
+        self._pos += n
+        if self._pos > (1 << 20) and self._pos * 2 > len(self._buf):
+            del self._buf[: self._pos]
+            self._pos = 0
+        return chunk
+
+    def _next(self) -> Event | _NeedData:
+        if self.state is State.LENGTH:
+            if self.buffered < PREFIX_SIZE:
+                return NEED_DATA
+            (n,) = _PREFIX.unpack(self._take(PREFIX_SIZE))
+            if not 1 <= n <= self.max_header:
+                raise RemoteProtocolError(f"header length {n} is outside 1..{self.max_header}")
+            self._header_len = n
+            self.state = State.HEADER
+        if self.state is State.HEADER:
+            if self.buffered < self._header_len:
+                return NEED_DATA
+            message = parse_header(self._take(self._header_len), self.peer)
+            if MESSAGES[message.type].body:
+                self.state = State.BODY
+                self.body_remaining = message["size"]
+            else:
+                self.state = State.LENGTH
+            return message
+        if self.state is State.BODY:
+            if self.body_remaining == 0:
+                self.state = State.LENGTH
+                return EndOfBody()
+            if not self.buffered:
+                return NEED_DATA
+            n = min(self.buffered, self.body_remaining)
+            self.body_remaining -= n
+            return Data(self._take(n))
+        raise LocalProtocolError(f"decoder is {self.state.value}")
