@@ -237,11 +237,11 @@ class _Opened:
             if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
                 raise NotFound(f"no file named {self.name!r}") from exc
             raise
-        self.file = f = os.fdopen(fd, "rb", buffering=0)
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            f.close()
+            os.close(fd)
             raise NotFound(f"no file named {self.name!r}")
+        self.file = f = os.fdopen(fd, "rb", buffering=0)
         md5 = self.storage.cache.lookup(self.name, st)
         if md5 is None:
             md5 = hash_file(f)

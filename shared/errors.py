@@ -4,7 +4,6 @@
     ├── ProtocolError             bad-request
     │   ├── LocalProtocolError    we were about to break the protocol
     │   └── RemoteProtocolError   the peer broke it
-    ├── VersionMismatch           unsupported-version
     ├── TransportError            network (never sent: the link is gone)
     ├── LocalFileError            local (client side only)
     │   └── LocalFileExists       local-exists
@@ -20,6 +19,7 @@
         ├── TooLarge              too-large
         ├── NoSpace               no-space
         ├── BadRequest            bad-request
+        ├── VersionMismatch       unsupported-version
         └── InternalError         internal-error
 
 The server sends `{"type": "error", "code": ..., "message": ...}`; the client
@@ -57,12 +57,6 @@ class LocalProtocolError(ProtocolError):
 
 class RemoteProtocolError(ProtocolError):
     """The peer sent something that breaks the protocol."""
-
-
-class VersionMismatch(FtpError):
-    """The two sides speak different protocol versions."""
-
-    code = "unsupported-version"
 
 
 class TransportError(FtpError):
@@ -133,6 +127,12 @@ class NoSpace(RequestError):
 
 class BadRequest(RequestError):
     code = "bad-request"
+
+
+class VersionMismatch(RequestError):
+    """The two sides speak different protocol versions."""
+
+    code = "unsupported-version"
 
 
 class InternalError(RequestError):

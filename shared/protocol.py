@@ -218,9 +218,9 @@ def encode(type_: str, sender: Role, **fields: Any) -> bytes:
         raise LocalProtocolError(problem)
     try:
         text = json.dumps({"type": type_, **fields}, ensure_ascii=False, allow_nan=False)
+        payload = text.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError here
     except ValueError as exc:
         raise LocalProtocolError(f"cannot encode {type_!r}: {exc}") from exc
-    payload = text.encode("utf-8")
     if len(payload) > MAX_HEADER:
         raise LocalProtocolError(f"{type_!r} header is {len(payload)} bytes, over {MAX_HEADER}")
     return _PREFIX.pack(len(payload)) + payload

@@ -1,0 +1,144 @@
+"""A live daemon on 127.0.0.1, port 0, serving a root under tmp_path."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import scramp
+
+from ftpc import Client
+from ftpd.auth import UserStore
+from ftpd.server import FtpServer
+from ftpd.storage import Storage
+from shared.protocol import PROTOCOL_VERSION, Message, Role
+from shared.wire import Channel
+
+# Tests use the RFC minimum so that logins are quick; the default (600,000) is tested in test_auth.
+TEST_ITERATIONS = 4096
+
+ACCOUNTS = {
+    "alice": ("alice-password", "rwd"),
+    "reader": ("reader-password", "r"),
+    "writer": ("writer-password", "w"),
+}
+
+
+@dataclass
+class Daemon:
+    server: FtpServer
+    root: Path
+    users: UserStore
+    host: str
+    port: int
+
+    def client(self, user: str = "alice", password: str | None = None, **kw: object) -> Client:
+        if password is None:
+            password = ACCOUNTS[user][0]
+        return Client(self.host, self.port, user, password, timeout=10, **kw)  # type: ignore[arg-type]
+
+    @property
+    def staging(self) -> Path:
+        return self.server.storage.staging
+
+
+@pytest.fixture
+def users(tmp_path: Path) -> UserStore:
+    store = UserStore(tmp_path / "users.json")
+    for name, (password, perms) in ACCOUNTS.items():
+        store.add(name, password, perms, iterations=TEST_ITERATIONS)
+    return store
+
+
+def start_daemon(root: Path, users: UserStore, **kw: object) -> tuple[FtpServer, threading.Thread]:
+    server = FtpServer(("127.0.0.1", 0), Storage(root), users, idle_timeout=10, **kw)  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    return server, thread
+
+
+def stop_daemon(server: FtpServer, thread: threading.Thread) -> None:
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, users: UserStore, caplog: pytest.LogCaptureFixture) -> Iterator[Daemon]:
+    caplog.set_level(logging.INFO, logger="ftpd")
+    root = tmp_path / "root"
+    server, thread = start_daemon(root, users)
+    host, port = server.address
+    try:
+        yield Daemon(server, server.storage.root, users, host, port)
+    finally:
+        stop_daemon(server, thread)
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert not tracebacks, f"the daemon logged a traceback: {tracebacks[0].getMessage()}"
+
+
+@pytest.fixture
+def client(daemon: Daemon) -> Iterator[Client]:
+    with daemon.client() as c:
+        yield c
+
+
+class Raw:
+    """A hand-driven connection, for sending what the real client never would."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.sock = socket.create_connection((daemon.host, daemon.port), timeout=10)
+        self.chan = Channel(self.sock, Role.CLIENT)
+        self.hello = self.chan.expect("hello")
+
+    def login(self, user: str = "alice") -> Message:
+        scram = scramp.ScramClient(["SCRAM-SHA-256"], user, ACCOUNTS[user][0])
+        self.chan.send(
+            "auth",
+            version=PROTOCOL_VERSION,
+            mechanism="SCRAM-SHA-256",
+            data=scram.get_client_first(),
+        )
+        scram.set_server_first(self.chan.expect("challenge")["data"])
+        self.chan.send("auth-final", data=scram.get_client_final())
+        ok = self.chan.expect("ok")
+        scram.set_server_final(ok["data"])
+        return ok
+
+    def send(self, type_: str, **fields: object) -> None:
+        self.chan.send(type_, **fields)
+
+    def recv(self) -> Message:
+        return self.chan.recv_message()
+
+    def closed_by_server(self) -> bool:
+        """True once the server has closed its end (reads EOF or a reset)."""
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Raw:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll a condition a bounded number of times."""
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()

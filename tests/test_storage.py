@@ -1,0 +1,223 @@
+"""Storage: name checks, atomic publish, staging, symlinks and the md5 cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ftpd.storage import Storage
+from shared.errors import BadName, Exists, NoSpace, NotFound, TooLarge
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[Storage]:
+    s = Storage(tmp_path / "root")
+    yield s
+    s.close()
+
+
+def store(storage: Storage, name: str, data: bytes, overwrite: bool = False) -> None:
+    up = storage.begin_upload(name, len(data), overwrite)
+    try:
+        up.write(memoryview(data))
+        up.commit()
+    except BaseException:
+        up.abort()
+        raise
+
+
+def test_root_and_staging_are_created(tmp_path: Path) -> None:
+    s = Storage(tmp_path / "a" / "b")
+    try:
+        assert s.root.is_dir() and s.staging.is_dir()
+        assert s.staging.is_relative_to(s.root)  # same filesystem: publishing is a rename
+    finally:
+        s.close()
+
+
+def test_publish_lists_with_md5_sorted(storage: Storage) -> None:
+    store(storage, "b.txt", b"bb")
+    store(storage, "a.txt", b"a")
+    store(storage, "empty", b"")
+    entries = storage.list()
+    assert [e.name for e in entries] == ["a.txt", "b.txt", "empty"]
+    assert entries[0].md5 == hashlib.md5(b"a").hexdigest()
+    assert entries[2].size == 0
+    assert not list(storage.staging.iterdir())
+
+
+def test_staging_is_invisible_until_commit(storage: Storage) -> None:
+    up = storage.begin_upload("x", 4, False)
+    up.write(memoryview(b"ab"))
+    assert storage.list() == []
+    assert up.path.exists()
+    up.write(memoryview(b"cd"))
+    up.commit()
+    assert [e.name for e in storage.list()] == ["x"]
+
+
+def test_abort_keeps_the_old_version(storage: Storage) -> None:
+    store(storage, "f", b"old")
+    up = storage.begin_upload("f", 3, True)
+    up.write(memoryview(b"new"))
+    up.abort()
+    assert (storage.root / "f").read_bytes() == b"old"
+    assert not list(storage.staging.iterdir())
+
+
+def test_overwrite_replaces_and_refresh_md5(storage: Storage) -> None:
+    store(storage, "f", b"old")
+    store(storage, "f", b"newer", overwrite=True)
+    [entry] = storage.list()
+    assert entry.md5 == hashlib.md5(b"newer").hexdigest() and entry.size == 5
+
+
+def test_publish_without_overwrite_never_clobbers(storage: Storage) -> None:
+    up = storage.begin_upload("f", 3, False)
+    up.write(memoryview(b"two"))
+    store(storage, "f", b"one")  # another upload wins the race
+    with pytest.raises(Exists):
+        up.commit()
+    assert (storage.root / "f").read_bytes() == b"one"
+    assert not list(storage.staging.iterdir())
+
+
+def test_writing_more_than_announced_is_refused(storage: Storage) -> None:
+    up = storage.begin_upload("f", 2, False)
+    with pytest.raises(ValueError):
+        up.write(memoryview(b"abc"))
+    up.abort()
+
+
+def test_leftover_staging_is_purged_at_start(tmp_path: Path) -> None:
+    s = Storage(tmp_path / "root")
+    up = s.begin_upload("crash", 10, False)
+    up.write(memoryview(b"12345"))
+    (s.staging / "junkdir").mkdir()
+    up._file.close()
+    s.close()  # the process "dies" with the upload in flight
+    restarted = Storage(tmp_path / "root")
+    try:
+        assert restarted.purged == 2
+        assert not list(restarted.staging.iterdir())
+        assert restarted.list() == []
+    finally:
+        restarted.close()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        ".",
+        "..",
+        "a/b",
+        "../x",
+        "/etc/passwd",
+        "a\\b",
+        "x\x00y",
+        ".ftpd",
+        ".ftpd-staging",
+        "\uff0e\uff0e",
+        "a\uff0fb",
+    ],
+)
+def test_bad_names_are_refused_everywhere(storage: Storage, name: str) -> None:
+    with pytest.raises(BadName):
+        storage.begin_upload(name, 1, False)
+    with pytest.raises(BadName):
+        storage.open(name)
+    with pytest.raises(BadName):
+        storage.remove(name)
+
+
+def test_nfd_name_is_stored_as_nfc(storage: Storage) -> None:
+    store(storage, "cafe\u0301", b"x")
+    assert [e.name for e in storage.list()] == ["caf\u00e9"]
+    with storage.open("cafe\u0301") as (f, entry):
+        assert f.read() == b"x"
+
+
+def test_symlinks_in_the_root_are_never_followed(storage: Storage, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside")
+    os.symlink(secret, storage.root / "link")
+    os.symlink(tmp_path, storage.root / "dirlink")
+    (storage.root / "subdir").mkdir()
+    assert storage.list() == []
+    for name in ("link", "dirlink", "subdir"):
+        with pytest.raises(NotFound):
+            storage.open(name).__enter__()
+        with pytest.raises(NotFound):
+            storage.remove(name)
+    assert secret.read_text() == "outside"
+    # Uploading over a planted symlink replaces the link, not its target.
+    store(storage, "link", b"inside", overwrite=True)
+    assert secret.read_text() == "outside"
+    assert not (storage.root / "link").is_symlink()
+
+
+def test_md5_is_cached_and_revalidated(storage: Storage) -> None:
+    store(storage, "f", b"abc")
+    assert (
+        storage.cache.lookup("f", os.lstat(storage.root / "f")) == hashlib.md5(b"abc").hexdigest()
+    )
+    # A file changed behind our back (same name) is hashed again, never trusted from the cache.
+    path = storage.root / "f"
+    path.write_bytes(b"abcd")
+    [entry] = storage.list()
+    assert entry.md5 == hashlib.md5(b"abcd").hexdigest()
+
+
+def test_cache_survives_restart_and_corruption(tmp_path: Path) -> None:
+    s = Storage(tmp_path / "root")
+    store(s, "f", b"abc")
+    s.close()
+    db = tmp_path / "root" / ".ftpd" / "md5.sqlite3"
+    db.write_bytes(b"this is not a database" * 100)
+    s2 = Storage(tmp_path / "root")
+    try:
+        assert s2.list()[0].md5 == hashlib.md5(b"abc").hexdigest()
+    finally:
+        s2.close()
+
+
+def test_files_dropped_in_by_hand_are_listed_and_hashed(storage: Storage) -> None:
+    (storage.root / "manual.txt").write_bytes(b"hi")
+    [entry] = storage.list()
+    assert entry.md5 == hashlib.md5(b"hi").hexdigest()
+
+
+def test_remove(storage: Storage) -> None:
+    store(storage, "f", b"abc")
+    assert storage.remove("f") == "f"
+    assert storage.list() == []
+    with pytest.raises(NotFound):
+        storage.remove("f")
+
+
+def test_limits_are_checked_before_any_byte(tmp_path: Path) -> None:
+    s = Storage(tmp_path / "root", max_file_size=10)
+    try:
+        assert s.check_upload("ok", 10) == "ok"
+        with pytest.raises(TooLarge):
+            s.check_upload("big", 11)
+    finally:
+        s.close()
+
+
+def test_free_space_is_checked_before_any_byte(storage: Storage) -> None:
+    with pytest.raises(NoSpace):
+        storage.check_upload("huge", storage.free_space() + 1)
+    assert storage.check_upload("small", 1) == "small"
+
+
+def test_existing(storage: Storage) -> None:
+    assert storage.existing("f") is None
+    store(storage, "f", b"abc")
+    entry = storage.existing("f")
+    assert entry is not None and entry.md5 == hashlib.md5(b"abc").hexdigest()
