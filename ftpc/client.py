@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import secrets
 import socket
@@ -20,10 +19,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import scramp
 
+from ftpc.listing import Entry, is_index, parse_listing, resolve
 from shared.errors import (
     AuthFailed,
     ChecksumMismatch,
@@ -31,7 +30,6 @@ from shared.errors import (
     FtpError,
     LocalFileError,
     LocalFileExists,
-    NotFound,
     RemoteProtocolError,
     StaleListing,
     TransportError,
@@ -52,15 +50,6 @@ Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
-class Entry:
-    index: int
-    name: str
-    size: int
-    mtime: int
-    md5: str
-
-
-@dataclass(frozen=True)
 class PutResult:
     name: str
     size: int
@@ -76,34 +65,6 @@ class GetResult:
     size: int
     md5: str
     seconds: float
-
-
-def is_index(token: str) -> bool:
-    return token.isascii() and token.isdigit()
-
-
-def resolve(token: str, seen: list[Entry] | None, current: list[Entry]) -> str:
-    """Turn a number from the listing the user saw, or a name, into a name.
-
-    A number must still name the same file in the server's current listing;
-    otherwise the user would act on a file they never saw, so we refuse.
-    """
-    if not is_index(token):
-        return check_name(token)
-    index = int(token)
-    if seen is None:
-        raise StaleListing(f"#{index} refers to a listing, but none was seen: run ls first")
-    if not 1 <= index <= len(seen):
-        raise NotFound(f"there is no #{index} in the last listing (it had {len(seen)} entries)")
-    name = seen[index - 1].name
-    now = current[index - 1].name if index <= len(current) else None
-    if now != name:
-        now_text = f"{now!r}" if now is not None else "gone"
-        raise StaleListing(
-            f"the listing changed since you saw it: #{index} was {name!r}, now {now_text};"
-            " run ls again"
-        )
-    return name
 
 
 def _md5_of(path: Path) -> str:
@@ -225,7 +186,7 @@ class Client:
             raise RemoteProtocolError(f"listing of {header['size']} bytes is too large")
         body = bytearray()
         self.chan.recv_body(body.extend)
-        entries = _parse_listing(bytes(body))
+        entries = parse_listing(bytes(body))
         if len(entries) != header["count"]:
             raise RemoteProtocolError("listing count does not match its entries")
         return entries
@@ -388,21 +349,3 @@ def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
         raise LocalFileExists(f"{target} already exists; use --overwrite to replace it") from exc
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _parse_listing(body: bytes) -> list[Entry]:
-    entries = []
-    try:
-        for i, line in enumerate(body.decode("utf-8").splitlines(), 1):
-            obj: Any = json.loads(line)
-            entry = Entry(obj["index"], obj["name"], obj["size"], obj["mtime"], obj["md5"])
-            if entry.index != i or not all(
-                type(v) is int for v in (entry.index, entry.size, entry.mtime)
-            ):
-                raise ValueError(f"entry {i} is malformed")
-            if not isinstance(entry.md5, str) or check_name(entry.name) != entry.name:
-                raise ValueError(f"entry {i} is malformed")
-            entries.append(entry)
-    except (ValueError, KeyError, TypeError, FtpError) as exc:
-        raise RemoteProtocolError(f"the server sent a malformed listing: {exc}") from exc
-    return entries

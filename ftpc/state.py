@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from ftpc.client import Entry
+from ftpc.listing import Entry
 
 
 def cache_dir() -> Path:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ftpc.client import Client, Entry, GetResult, PutResult
+from ftpc.client import Client, GetResult, PutResult
+from ftpc.listing import Entry
 
 Echo = Callable[[str], None]
 
