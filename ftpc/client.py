@@ -22,7 +22,7 @@ from pathlib import Path
 
 import scramp
 
-from ftpc.listing import Entry, is_index, parse_listing, resolve
+from ftpc.listing import Entry, decode_listing, is_index, resolve
 from shared.errors import (
     AuthFailed,
     ChecksumMismatch,
@@ -132,6 +132,8 @@ class Client:
         """The final reply to a request: an `error` becomes its typed exception."""
         msg = self.chan.recv_message()
         if msg.type == "error":
+            if msg.get("fatal"):
+                self._drop()
             raise error_from_wire(msg["code"], msg["message"])
         if msg.type not in types:
             raise RemoteProtocolError(f"expected {' or '.join(types)}, got {msg.type!r}")
@@ -186,7 +188,7 @@ class Client:
             raise RemoteProtocolError(f"listing of {header['size']} bytes is too large")
         body = bytearray()
         self.chan.recv_body(body.extend)
-        entries = parse_listing(bytes(body))
+        entries = decode_listing(bytes(body))
         if len(entries) != header["count"]:
             raise RemoteProtocolError("listing count does not match its entries")
         return entries

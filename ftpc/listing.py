@@ -1,22 +1,12 @@
-"""Listings: their entries, their wire form, and what a number from one means."""
+"""What a number from a listing means, and when it no longer means it."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from typing import Any
-
-from shared.errors import FtpError, NotFound, RemoteProtocolError, StaleListing
+from shared.errors import NotFound, StaleListing
+from shared.listing import Entry, decode_listing
 from shared.names import check_name
 
-
-@dataclass(frozen=True)
-class Entry:
-    index: int
-    name: str
-    size: int
-    mtime: int
-    md5: str
+__all__ = ["Entry", "decode_listing", "is_index", "resolve"]
 
 
 def is_index(token: str) -> bool:
@@ -45,21 +35,3 @@ def resolve(token: str, seen: list[Entry] | None, current: list[Entry]) -> str:
             " run ls again"
         )
     return name
-
-
-def parse_listing(body: bytes) -> list[Entry]:
-    entries = []
-    try:
-        for i, line in enumerate(body.decode("utf-8").splitlines(), 1):
-            obj: Any = json.loads(line)
-            entry = Entry(obj["index"], obj["name"], obj["size"], obj["mtime"], obj["md5"])
-            if entry.index != i or not all(
-                type(v) is int for v in (entry.index, entry.size, entry.mtime)
-            ):
-                raise ValueError(f"entry {i} is malformed")
-            if not isinstance(entry.md5, str) or check_name(entry.name) != entry.name:
-                raise ValueError(f"entry {i} is malformed")
-            entries.append(entry)
-    except (ValueError, KeyError, TypeError, FtpError) as exc:
-        raise RemoteProtocolError(f"the server sent a malformed listing: {exc}") from exc
-    return entries

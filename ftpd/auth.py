@@ -18,6 +18,7 @@ import re
 import secrets
 import tempfile
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ MECHANISM = "SCRAM-SHA-256"
 DEFAULT_ITERATIONS = 600_000
 MIN_ITERATIONS = 4096
 PERMS = "rwd"
+MAX_CLIENT_FIRST = 1024
+"""The server-first echoes the client's nonce, and must itself fit in a header field."""
 _USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -222,9 +225,11 @@ class UserStore:
         """Stable, secret-derived credentials for a name with no account."""
         key = self.secret or b"no-secret"
         derive = lambda label: hmac.new(key, label + name.encode(), hashlib.sha256).digest()  # noqa: E731
-        known = next(iter(self._accounts.values()), None)
-        iterations = known.iterations if known else DEFAULT_ITERATIONS
-        return derive(b"salt:")[:16], derive(b"stored:"), derive(b"server:"), iterations
+        # Look like the typical account: same salt length, most common iteration count.
+        counts = Counter(a.iterations for a in self._accounts.values())
+        iterations = counts.most_common(1)[0][0] if counts else DEFAULT_ITERATIONS
+        salt_len = max((len(a.salt) for a in self._accounts.values()), default=32)
+        return derive(b"salt:")[:salt_len], derive(b"stored:"), derive(b"server:"), iterations
 
 
 class ScramLogin:
@@ -248,6 +253,10 @@ class ScramLogin:
 
     def first(self, client_first: str) -> str:
         """Take the client-first message; return the server-first (salt, iterations, nonce)."""
+        if len(client_first) > MAX_CLIENT_FIRST:
+            raise BadRequest(
+                f"the SCRAM client-first message is over {MAX_CLIENT_FIRST} characters"
+            )
         try:
             self._server.set_client_first(client_first)
             return self._server.get_server_first()

@@ -28,6 +28,8 @@ from shared.errors import (
     TransportError,
     VersionMismatch,
 )
+from shared.listing import encode_listing
+from shared.names import check_name
 from shared.protocol import MAX_HEADER, MESSAGES, PROTOCOL_VERSION, VERBS, Message, Role
 from shared.wire import Channel
 
@@ -107,16 +109,18 @@ class Session:
             pass
         except ProtocolError as exc:
             self.log.warning("protocol error peer=%s user=%s: %s", self.peer, self.user, exc)
-            self.reply_error(BadRequest(str(exc)))
+            self.reply_error(BadRequest(str(exc)), fatal=True)
         except Exception:
             self.log.exception("internal error peer=%s user=%s", self.peer, self.user)
-            self.reply_error(InternalError("internal server error"))
+            self.reply_error(InternalError("internal server error"), fatal=True)
         finally:
             self.chan.close()
 
-    def reply_error(self, exc: FtpError) -> None:
+    def reply_error(self, exc: FtpError, fatal: bool = False) -> None:
+        """Send the final reply for a refused request; `fatal` says the connection ends now."""
+        fields = {"fatal": True} if fatal else {}
         with contextlib.suppress(FtpError):
-            self.chan.send("error", code=exc.code, message=str(exc)[:4000])
+            self.chan.send("error", code=exc.code, message=str(exc)[:4000], **fields)
 
     def dispatch(self, msg: Message) -> None:
         """Check a message against the verb table, then run its do_<verb>."""
@@ -196,14 +200,7 @@ class Session:
 
     def do_ls(self, msg: Message) -> None:
         entries = self.storage.list()
-        body = "".join(
-            json.dumps(
-                {"index": i, "name": e.name, "size": e.size, "mtime": e.mtime, "md5": e.md5},
-                ensure_ascii=False,
-            )
-            + "\n"
-            for i, e in enumerate(entries, 1)
-        ).encode("utf-8")
+        body = encode_listing((e.name, e.size, e.mtime, e.md5) for e in entries)
         self.chan.send("listing", size=len(body), count=len(entries))
         self.chan.send_raw(body)
 
@@ -240,7 +237,7 @@ class Session:
         md5: str | None = msg.get("md5")
         overwrite: bool = msg.get("overwrite", False)
         try:
-            name = self.storage.check_upload(msg["name"], size)
+            name = check_name(msg["name"])
             existing = self.storage.existing(name)
             if existing is not None:
                 if md5 == existing.md5 and size == existing.size:
@@ -248,7 +245,9 @@ class Session:
                     self.chan.send("ok", name=name, size=size, md5=md5, existed=True)
                     return
                 if not overwrite:
-                    raise Exists(f"{name!r} already exists and differs; ask to overwrite")
+                    differs = " with other content" if md5 else ""
+                    raise Exists(f"{name!r} already exists{differs}; ask to overwrite")
+            self.storage.check_upload(name, size)
             self.chan.send("continue")
             entry = self._receive(name, size, md5, overwrite)
         except RequestError as exc:

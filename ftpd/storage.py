@@ -55,6 +55,7 @@ class Md5Cache:
     def _open(path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
+            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=OFF")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS md5 (name TEXT PRIMARY KEY, size INTEGER,"
@@ -79,10 +80,14 @@ class Md5Cache:
         return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
     def store(self, name: str, st: os.stat_result, md5: str) -> None:
-        with self._lock:
-            self._db.execute(
+        self.store_many([(name, st, md5)])
+
+    def store_many(self, rows: list[tuple[str, os.stat_result, str]]) -> None:
+        """One transaction for many rows: a first listing of a large root hashes them all."""
+        with self._lock, self._db:
+            self._db.executemany(
                 "INSERT OR REPLACE INTO md5 VALUES (?, ?, ?, ?, ?)",
-                (name, st.st_size, st.st_mtime_ns, st.st_ino, md5),
+                [(n, st.st_size, st.st_mtime_ns, st.st_ino, md5) for n, st, md5 in rows],
             )
 
     def forget(self, name: str) -> None:
@@ -97,7 +102,8 @@ class Md5Cache:
 def hash_file(f: BinaryIO) -> str:
     """md5 of an open file from its current position (used only for files we did not receive)."""
     digest = hashlib.md5()
-    buf = bytearray(HASH_CHUNK)
+    size = os.fstat(f.fileno()).st_size
+    buf = bytearray(max(1, min(HASH_CHUNK, size + 1)))
     view = memoryview(buf)
     while n := f.readinto(buf):  # type: ignore[attr-defined]
         digest.update(view[:n])
@@ -151,6 +157,7 @@ class Storage:
         """Every published regular file, sorted by name, with its md5."""
         cached = self.cache.all()
         entries = []
+        hashed: list[tuple[str, os.stat_result, str]] = []
         with os.scandir(self.root) as it:
             for dirent in it:
                 name = dirent.name
@@ -164,12 +171,16 @@ class Storage:
                 if row and row[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
                     md5 = row[3]
                 else:
+                    opened = _Opened(self, name, remember=False)
                     try:
-                        with self.open(name) as (_, entry):
+                        with opened as (_, entry):
                             md5 = entry.md5
                     except (NotFound, OSError):
                         continue
+                    hashed.append((name, opened.stat, md5))
                 entries.append(Entry(name, st.st_size, st.st_mtime_ns // 10**9, md5))
+        if hashed:
+            self.cache.store_many(hashed)
         entries.sort(key=lambda e: e.name)
         return entries
 
@@ -194,6 +205,8 @@ class Storage:
     def check_upload(self, name: str, size: int) -> str:
         """Refuse an upload before any byte is read; return the checked name."""
         name = check_name(name)
+        if os.path.lexists(self._path(name)) and self._stat(name) is None:
+            raise Exists(f"{name!r} is taken by something that is not a file (a link or folder)")
         if self.max_file_size is not None and size > self.max_file_size:
             raise TooLarge(f"{size} bytes is over the limit of {self.max_file_size} bytes")
         free = self.free_space()
@@ -222,10 +235,13 @@ class Storage:
 class _Opened:
     """Context manager yielding (file, Entry) for a published file."""
 
-    def __init__(self, storage: Storage, name: str) -> None:
+    def __init__(self, storage: Storage, name: str, remember: bool = True) -> None:
+        """With remember=False the cache is neither read nor written (the caller batches)."""
         self.storage = storage
         self.name = name
+        self.remember = remember
         self.file: BinaryIO | None = None
+        self.stat: os.stat_result
 
     def __enter__(self) -> tuple[BinaryIO, Entry]:
         path = os.path.join(self.storage.root, self.name)
@@ -242,11 +258,13 @@ class _Opened:
             os.close(fd)
             raise NotFound(f"no file named {self.name!r}")
         self.file = f = os.fdopen(fd, "rb", buffering=0)
-        md5 = self.storage.cache.lookup(self.name, st)
+        self.stat = st
+        md5 = self.storage.cache.lookup(self.name, st) if self.remember else None
         if md5 is None:
             md5 = hash_file(f)
             f.seek(0)
-            self.storage.cache.store(self.name, st, md5)
+            if self.remember:
+                self.storage.cache.store(self.name, st, md5)
         return f, Entry(self.name, st.st_size, st.st_mtime_ns // 10**9, md5)
 
     def __exit__(self, *exc: object) -> None:

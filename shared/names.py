@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from shared.errors import BadName
@@ -10,8 +11,10 @@ MAX_NAME_BYTES = 255
 RESERVED_PREFIX = ".ftpd"
 """The server keeps its staging files and md5 cache under this prefix in the root."""
 
-_BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+# C0 and C1 controls (category Cc), lone surrogates (Cs), and the bidi controls that can make a
+# name display as something else. One regex keeps a 100,000-entry listing fast.
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 )
 
 
@@ -21,20 +24,24 @@ def check_name(name: str) -> str:
         raise BadName("a name must be a string")
     if not name:
         raise BadName("a name must not be empty")
-    name = unicodedata.normalize("NFC", name)
-    for ch in name:
-        category = unicodedata.category(ch)
-        if category in ("Cc", "Cs") or ch in _BIDI_CONTROLS:
-            raise BadName(f"name {name!r} contains the control character U+{ord(ch):04X}")
+    ascii_only = name.isascii()
+    if not ascii_only:
+        name = unicodedata.normalize("NFC", name)
+    bad = _CONTROL.search(name)
+    if bad:
+        raise BadName(f"name {name!r} contains the control character U+{ord(bad.group()):04X}")
     if "/" in name or "\\" in name:
         raise BadName(f"name {name!r} must be a single component, without / or \\")
-    # Compatibility forms such as FULLWIDTH SOLIDUS fold to "/" on other systems.
-    folded = unicodedata.normalize("NFKC", name)
-    if "/" in folded or "\\" in folded or folded in (".", ".."):
-        raise BadName(f"name {name!r} looks like a path separator or a dot entry")
     if name in (".", ".."):
         raise BadName(f"name {name!r} is not allowed")
-    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+    if not ascii_only:
+        # Compatibility forms such as FULLWIDTH SOLIDUS fold to "/" on other systems.
+        folded = unicodedata.normalize("NFKC", name)
+        if "/" in folded or "\\" in folded or folded in (".", ".."):
+            raise BadName(f"name {name!r} looks like a path separator or a dot entry")
+        if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise BadName(f"name is longer than {MAX_NAME_BYTES} bytes in UTF-8")
+    elif len(name) > MAX_NAME_BYTES:
         raise BadName(f"name is longer than {MAX_NAME_BYTES} bytes in UTF-8")
     if name.startswith(RESERVED_PREFIX):
         raise BadName(f"names starting with {RESERVED_PREFIX!r} are reserved for the server")

@@ -101,6 +101,7 @@ FIELDS: dict[str, Callable[[Any], str | None]] = {
     "existed": _boolean,
     "code": _text(64),
     "message": _text(4096, empty=True),
+    "fatal": _boolean,
 }
 """Every field that may appear in any header, with its check."""
 
@@ -145,7 +146,7 @@ MESSAGES: dict[str, Spec] = {
     "ok": _spec(S, "", "name size md5 existed data user perms"),
     "file": _spec(S, "name size md5 mtime", body=True),
     "listing": _spec(S, "size count", body=True),
-    "error": _spec(S, "code message"),
+    "error": _spec(S, "code message", "fatal"),
 }
 VERBS = frozenset(t for t in ("auth", "auth-final", "ls", "put", "get", "rm", "quit"))
 """Message types that open a request and so get exactly one final reply."""

@@ -21,7 +21,7 @@ from tests.conftest import ACCOUNTS, Daemon
 
 
 @pytest.fixture
-def run(daemon: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def run(daemon: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Invoke ftpc against the daemon as alice, with its listing cache under tmp_path."""
     monkeypatch.setenv("FTPC_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
@@ -50,7 +50,7 @@ def files(tmp_path: Path, **contents: bytes) -> list[str]:
     return paths
 
 
-def test_put_ls_get_rm(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_put_ls_get_rm(run, tmp_path: Path) -> None:
     a, b = files(tmp_path, **{"a.txt": b"alpha", "b b.txt": b"beta"})
     result = run("put", a, b)
     assert result.exit_code == 0, result.output
@@ -84,12 +84,12 @@ def test_put_ls_get_rm(run, tmp_path: Path) -> None:  # noqa: ANN001
     assert [e["name"] for e in json.loads(result.stdout)] == ["b b.txt"]
 
 
-def test_numbers_need_a_listing_first(run) -> None:  # noqa: ANN001
+def test_numbers_need_a_listing_first(run) -> None:
     result = run("get", "1")
     assert result.exit_code == 1 and "run ls first" in result.stderr
 
 
-def test_by_name_and_digit_names(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_by_name_and_digit_names(run, tmp_path: Path) -> None:
     [p] = files(tmp_path, **{"7": b"seven"})
     assert run("put", p).exit_code == 0
     result = run("get", "--by-name", "7", "-o", str(tmp_path / "o"))
@@ -97,7 +97,7 @@ def test_by_name_and_digit_names(run, tmp_path: Path) -> None:  # noqa: ANN001
     assert (tmp_path / "o" / "7").read_bytes() == b"seven"
 
 
-def test_put_existing_identical_and_overwrite(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_put_existing_identical_and_overwrite(run, tmp_path: Path) -> None:
     [p] = files(tmp_path, f=b"one")
     assert run("put", p).exit_code == 0
     result = run("put", p)
@@ -108,7 +108,7 @@ def test_put_existing_identical_and_overwrite(run, tmp_path: Path) -> None:  # n
     assert run("put", "--overwrite", p).exit_code == 0
 
 
-def test_failures_and_usage_errors(run, daemon: Daemon, tmp_path: Path) -> None:  # noqa: ANN001
+def test_failures_and_usage_errors(run, daemon: Daemon, tmp_path: Path) -> None:
     result = run("put", str(tmp_path / "missing"))
     assert result.exit_code == 2
     result = run("get")
@@ -142,7 +142,7 @@ def test_password_prompt(daemon: Daemon, tmp_path: Path, monkeypatch: pytest.Mon
     assert "(no files)" in result.stdout
 
 
-def test_shell_session(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_shell_session(run, tmp_path: Path) -> None:
     files(tmp_path, **{"one.txt": b"1", "two.txt": b"22"})
     script = (
         "\n".join(
@@ -177,7 +177,7 @@ def test_shell_session(run, tmp_path: Path) -> None:  # noqa: ANN001
     assert "no such file" in out
 
 
-def test_shell_downloads_by_number(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_shell_downloads_by_number(run, tmp_path: Path) -> None:
     files(tmp_path, **{"pick.txt": b"picked"})
     assert run("put", str(tmp_path / "pick.txt")).exit_code == 0
     (tmp_path / "pick.txt").unlink()
@@ -186,7 +186,7 @@ def test_shell_downloads_by_number(run, tmp_path: Path) -> None:  # noqa: ANN001
     assert (tmp_path / "pick.txt").read_bytes() == b"picked"
 
 
-def test_shell_ends_on_eof(run) -> None:  # noqa: ANN001
+def test_shell_ends_on_eof(run) -> None:
     result = run("shell", input="ls\n")
     assert result.exit_code == 0 and "(no files)" in result.stdout
 

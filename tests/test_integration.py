@@ -17,7 +17,6 @@ from shared.errors import (
     ChecksumMismatch,
     Exists,
     LocalFileExists,
-    NotAuthenticated,
     NotFound,
     PermissionDenied,
     StaleListing,
@@ -255,9 +254,9 @@ def test_client_rejects_a_bad_download(tmp_path: Path, fault: str) -> None:
     port = listener.getsockname()[1]
     out = tmp_path / "out"
     out.mkdir()
-    with Client("127.0.0.1", port, timeout=5) as c:
-        with pytest.raises(ChecksumMismatch if fault == "wrong-md5" else TransportError):
-            c.get("f", out)
+    expected = ChecksumMismatch if fault == "wrong-md5" else TransportError
+    with Client("127.0.0.1", port, timeout=5) as c, pytest.raises(expected):
+        c.get("f", out)
     thread.join(5)
     assert list(out.iterdir()) == []  # no final file, no temporary file
 
@@ -385,7 +384,7 @@ def test_protocol_violations_close_only_that_connection(daemon: Daemon, garbage:
     with Raw(daemon) as raw:
         raw.chan.send_raw(garbage)
         reply = raw.recv()
-        assert (reply.type, reply["code"]) == ("error", "bad-request")
+        assert (reply.type, reply["code"], reply["fatal"]) == ("error", "bad-request", True)
         assert wait_until(raw.closed_by_server)
     with daemon.client() as c:
         assert c.list() == []
@@ -434,5 +433,9 @@ def test_symlink_planted_in_root_is_not_served(
     with pytest.raises(NotFound):
         client.get("leak", tmp_path / "out.txt")
     assert not (tmp_path / "out.txt").exists()
-    client.put(make(tmp_path, "leak", b"mine"), overwrite=True)
+    with pytest.raises(Exists, match="not a file"):
+        client.put(make(tmp_path, "leak", b"mine"), overwrite=True)
     assert secret.read_text() == "private"
+    (daemon.root / "folder").mkdir()
+    with pytest.raises(Exists, match="not a file"):
+        client.put(make(tmp_path, "folder", b"mine"), overwrite=True)
