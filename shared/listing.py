@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.errors import FtpError, RemoteProtocolError
 from shared.names import check_name
+from shared.protocol import FIELDS
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,11 @@ def decode_listing(body: bytes) -> list[Entry]:
         objs: list[Any] = json.loads("[" + text[:-1].replace("\n", ",") + "]") if text else []
         for i, obj in enumerate(objs, 1):
             entry = Entry(obj["index"], obj["name"], obj["size"], obj["mtime"], obj["md5"])
-            if entry.index != i or not all(
-                type(v) is int for v in (entry.index, entry.size, entry.mtime)
-            ):
+            problems = [FIELDS[k](getattr(entry, k)) for k in ("size", "mtime", "md5")]
+            if entry.index != i or type(entry.index) is not int or any(problems):
                 raise ValueError(f"entry {i} is malformed")
-            if not isinstance(entry.md5, str) or check_name(entry.name) != entry.name:
-                raise ValueError(f"entry {i} is malformed")
+            if check_name(entry.name) != entry.name:
+                raise ValueError(f"entry {i} has a name that is not in normal form")
             entries.append(entry)
     except (ValueError, KeyError, TypeError, FtpError) as exc:
         raise RemoteProtocolError(f"the server sent a malformed listing: {exc}") from exc

@@ -439,3 +439,14 @@ def test_symlink_planted_in_root_is_not_served(
     (daemon.root / "folder").mkdir()
     with pytest.raises(Exists, match="not a file"):
         client.put(make(tmp_path, "folder", b"mine"), overwrite=True)
+
+
+def test_a_listing_of_100000_files(daemon: Daemon, client: Client) -> None:
+    """The listing travels as a body, far past what one header could hold."""
+    for i in range(100_000):
+        os.close(os.open(daemon.root / f"f{i:06d}", os.O_CREAT | os.O_WRONLY, 0o644))
+    entries = client.list()
+    assert len(entries) == 100_000
+    assert entries[0].name == "f000000" and entries[-1].index == 100_000
+    assert entries[-1].md5 == md5(b"")
+    assert client.resolve(["100000"]) == ["f099999"]
