@@ -66,7 +66,9 @@ class Account:
     perms: str
 
     def to_json(self) -> dict[str, object]:
-        b64 = lambda b: base64.b64encode(b).decode("ascii")  # noqa: E731
+        def b64(b: bytes) -> str:
+            return base64.b64encode(b).decode("ascii")
+
         return {
             "salt": b64(self.salt),
             "iterations": self.iterations,
@@ -224,7 +226,10 @@ class UserStore:
     def fake_auth_info(self, name: str) -> tuple[bytes, bytes, bytes, int]:
         """Stable, secret-derived credentials for a name with no account."""
         key = self.secret or b"no-secret"
-        derive = lambda label: hmac.new(key, label + name.encode(), hashlib.sha256).digest()  # noqa: E731
+
+        def derive(label: bytes) -> bytes:
+            return hmac.new(key, label + name.encode(), hashlib.sha256).digest()
+
         # Look like the typical account: same salt length, most common iteration count.
         counts = Counter(a.iterations for a in self._accounts.values())
         iterations = counts.most_common(1)[0][0] if counts else DEFAULT_ITERATIONS

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ftpd.auth import ScramLogin
-from ftpd.storage import Upload
+from ftpd.storage import Entry, Upload
 from shared import __version__
 from shared.errors import (
     BadRequest,
@@ -259,7 +259,8 @@ class Session:
         self._log_transfer("put", name, size, entry.md5, started, "ok")
         self.chan.send("ok", name=name, size=size, md5=entry.md5, existed=False)
 
-    def _receive(self, name: str, size: int, md5: str | None, overwrite: bool):
+    def _receive(self, name: str, size: int, md5: str | None, overwrite: bool) -> Entry:
+        """Stream the body into staging; publish it only if the md5 matches."""
         header = self.chan.expect("data")
         if header["size"] != size:
             raise RemoteProtocolError(f"'data' has {header['size']} bytes, 'put' said {size}")

@@ -148,7 +148,7 @@ MESSAGES: dict[str, Spec] = {
     "listing": _spec(S, "size count", body=True),
     "error": _spec(S, "code message", "fatal"),
 }
-VERBS = frozenset(t for t in ("auth", "auth-final", "ls", "put", "get", "rm", "quit"))
+VERBS = frozenset({"auth", "auth-final", "ls", "put", "get", "rm", "quit"})
 """Message types that open a request and so get exactly one final reply."""
 
 

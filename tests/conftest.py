@@ -56,8 +56,11 @@ def users(tmp_path: Path) -> UserStore:
     return store
 
 
-def start_daemon(root: Path, users: UserStore, **kw: object) -> tuple[FtpServer, threading.Thread]:
-    server = FtpServer(("127.0.0.1", 0), Storage(root), users, idle_timeout=10, **kw)  # type: ignore[arg-type]
+def start_daemon(
+    root: Path, users: UserStore, max_file_size: int | None = None, **kw: object
+) -> tuple[FtpServer, threading.Thread]:
+    storage = Storage(root, max_file_size=max_file_size)
+    server = FtpServer(("127.0.0.1", 0), storage, users, idle_timeout=10, **kw)  # type: ignore[arg-type]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     return server, thread
@@ -93,8 +96,9 @@ def client(daemon: Daemon) -> Iterator[Client]:
 class Raw:
     """A hand-driven connection, for sending what the real client never would."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.sock = socket.create_connection((daemon.host, daemon.port), timeout=10)
+    def __init__(self, target: Daemon | tuple[str, int]) -> None:
+        address = (target.host, target.port) if isinstance(target, Daemon) else target
+        self.sock = socket.create_connection(address, timeout=10)
         self.chan = Channel(self.sock, Role.CLIENT)
         self.hello = self.chan.expect("hello")
 

@@ -450,3 +450,26 @@ def test_a_listing_of_100000_files(daemon: Daemon, client: Client) -> None:
     assert entries[0].name == "f000000" and entries[-1].index == 100_000
     assert entries[-1].md5 == md5(b"")
     assert client.resolve(["100000"]) == ["f099999"]
+
+
+def test_too_large_is_refused_before_any_byte(tmp_path: Path, users: object) -> None:
+    from shared.errors import TooLarge
+    from tests.conftest import start_daemon, stop_daemon
+
+    server, thread = start_daemon(tmp_path / "root", users, max_file_size=1000)  # type: ignore[arg-type]
+    try:
+        host, port = server.address
+        with Raw((host, port)) as raw:
+            raw.login()
+            raw.send("put", name="big", size=1001)
+            reply = raw.recv()  # the refusal comes instead of `continue`
+            assert (reply.type, reply["code"]) == ("error", "too-large")
+            assert "fatal" not in reply.fields
+            raw.send("ls")
+            assert raw.recv().type == "listing"
+        with Client(host, port, "alice", "alice-password", timeout=10) as c:
+            with pytest.raises(TooLarge):
+                c.put(make(tmp_path, "big", b"x" * 1001))
+            assert c.put(make(tmp_path, "fits", b"x" * 1000)).size == 1000
+    finally:
+        stop_daemon(server, thread)
