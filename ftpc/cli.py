@@ -26,6 +26,9 @@ def cli_errors() -> Iterator[None]:
         yield
     except FtpError as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
 
 
 @dataclass

@@ -15,10 +15,12 @@ import hashlib
 import os
 import secrets
 import socket
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import scramp
 
@@ -30,6 +32,7 @@ from shared.errors import (
     FtpError,
     LocalFileError,
     LocalFileExists,
+    ProtocolError,
     RemoteProtocolError,
     StaleListing,
     TransportError,
@@ -67,13 +70,20 @@ class GetResult:
     seconds: float
 
 
-def _md5_of(path: Path) -> str:
+def _md5_of(f: BinaryIO) -> str:
+    """md5 of an open file from the start, leaving it rewound for sending."""
     digest = hashlib.md5()
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(1 << 20)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    try:
+        f.seek(0)
+        while n := f.readinto(buf):  # type: ignore[attr-defined]
             digest.update(view[:n])
+        f.seek(0)
+    except OSError as exc:
+        raise LocalFileError(
+            f"cannot read {getattr(f, 'name', 'the file')}: {exc.strerror}"
+        ) from exc
     return digest.hexdigest()
 
 
@@ -129,14 +139,22 @@ class Client:
             self.chan.close()
 
     def _reply(self, *types: str) -> Message:
-        """The final reply to a request: an `error` becomes its typed exception."""
-        msg = self.chan.recv_message()
+        """The final reply to a request: an `error` becomes its typed exception.
+
+        A protocol error or a fatal error leaves the stream unusable, so the
+        connection is closed before the error is raised.
+        """
+        try:
+            msg = self.chan.recv_message()
+            if msg.type not in (*types, "error"):
+                raise RemoteProtocolError(f"expected {' or '.join(types)}, got {msg.type!r}")
+        except (ProtocolError, TransportError):
+            self._drop()
+            raise
         if msg.type == "error":
             if msg.get("fatal"):
                 self._drop()
             raise error_from_wire(msg["code"], msg["message"])
-        if msg.type not in types:
-            raise RemoteProtocolError(f"expected {' or '.join(types)}, got {msg.type!r}")
         return msg
 
     def _drop(self) -> None:
@@ -221,11 +239,7 @@ class Client:
         started = time.monotonic()
         path = Path(path)
         name = check_name(name if name is not None else path.name)
-        try:
-            f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by the `with f` below)
-        except OSError as exc:
-            raise LocalFileError(f"cannot read {path}: {exc.strerror}") from exc
-        with f:
+        with _open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             self.chan.send("put", name=name, size=size, overwrite=overwrite)
             trailer = True
@@ -233,7 +247,7 @@ class Client:
                 reply = self._reply("continue")
             except Exists:
                 # Identical content counts as success: prove it with the local md5.
-                local = _md5_of(path)
+                local = _md5_of(f)
                 self.chan.send("put", name=name, size=size, md5=local, overwrite=overwrite)
                 reply = self._reply("ok", "continue")
                 trailer = False
@@ -249,7 +263,11 @@ class Client:
             self.chan.send("data", size=size)
             try:
                 self.chan.send_body(f, size, on_chunk=sent)
-            except FtpError:
+            except OSError as exc:
+                self._drop()
+                raise LocalFileError(f"cannot read {path}: {exc.strerror}") from exc
+            except BaseException:
+                # Interrupted mid-body (even by Ctrl-C): the stream is out of frame.
                 self._drop()
                 raise
             md5 = digest.hexdigest()
@@ -292,35 +310,39 @@ class Client:
             self._drop()
             raise LocalFileError(f"cannot write in {target.parent}: {exc.strerror}") from exc
         try:
-            digest = hashlib.md5()
-            with os.fdopen(fd, "wb", buffering=0) as out:
-
-                def received(chunk: memoryview) -> None:
-                    digest.update(chunk)
-                    out.write(chunk)
-                    if on_progress is not None:
-                        on_progress(len(chunk))
-
-                try:
-                    self.chan.recv_body(received)
-                except FtpError:
-                    self._drop()
-                    raise
-                except OSError as exc:
-                    self._drop()
-                    raise LocalFileError(f"cannot write {target}: {exc.strerror}") from exc
-                os.fsync(out.fileno())
-            md5 = digest.hexdigest()
+            md5 = self._receive_into(fd, on_progress)
             if md5 != header["md5"]:
                 raise ChecksumMismatch(
                     f"{name!r} arrived with md5 {md5}, the server said {header['md5']}:"
                     " nothing was saved"
                 )
             _publish(Path(tmp), target, overwrite)
-        except BaseException:
+        except OSError as exc:
+            raise LocalFileError(f"cannot write {target}: {exc.strerror}") from exc
+        finally:
             Path(tmp).unlink(missing_ok=True)
-            raise
         return GetResult(name, target, header["size"], md5, time.monotonic() - started)
+
+    def _receive_into(self, fd: int, on_progress: Progress | None) -> str:
+        """Write the body into `fd`, hashing it on the way; fsync before anyone renames it."""
+        digest = hashlib.md5()
+        with os.fdopen(fd, "wb", buffering=0) as out:
+
+            def received(chunk: memoryview) -> None:
+                digest.update(chunk)
+                rest = chunk
+                while rest:
+                    rest = rest[out.write(rest) :]
+                if on_progress is not None:
+                    on_progress(len(chunk))
+
+            try:
+                self.chan.recv_body(received)
+            except BaseException:
+                self._drop()  # the rest of the body is still on the wire
+                raise
+            os.fsync(out.fileno())
+        return digest.hexdigest()
 
     # --- delete ----------------------------------------------------------------
 
@@ -331,14 +353,28 @@ class Client:
 
 def _create_part(target: Path) -> tuple[int, str]:
     """A fresh temporary file beside `target`, with the mode the umask gives new files."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    # Keep the temporary name within NAME_MAX (255 bytes) whatever the target's script.
+    stem = target.name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
     for _ in range(100):
-        tmp = str(target.parent / f".{target.name[:200]}.{secrets.token_hex(6)}.part")
+        tmp = str(target.parent / f".{stem}.{secrets.token_hex(6)}.part")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
             continue
     raise OSError(errno.EEXIST, "no free temporary name")
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open a local file for upload; a device or FIFO has no honest size, so refuse it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LocalFileError(f"{path} is not a regular file")
+    return os.fdopen(fd, "rb", buffering=0)
 
 
 def _publish(tmp: Path, target: Path, overwrite: bool) -> None:

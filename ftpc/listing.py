@@ -26,12 +26,16 @@ def resolve(token: str, seen: list[Entry] | None, current: list[Entry]) -> str:
         raise StaleListing(f"#{index} refers to a listing, but none was seen: run ls first")
     if not 1 <= index <= len(seen):
         raise NotFound(f"there is no #{index} in the last listing (it had {len(seen)} entries)")
-    name = seen[index - 1].name
-    now = current[index - 1].name if index <= len(current) else None
-    if now != name:
-        now_text = f"{now!r}" if now is not None else "gone"
+    was = seen[index - 1]
+    now = current[index - 1] if index <= len(current) else None
+    if now is None or now.name != was.name:
+        now_text = f"{now.name!r}" if now is not None else "gone"
         raise StaleListing(
-            f"the listing changed since you saw it: #{index} was {name!r}, now {now_text};"
+            f"the listing changed since you saw it: #{index} was {was.name!r}, now {now_text};"
             " run ls again"
         )
-    return name
+    if (now.size, now.md5) != (was.size, was.md5):
+        raise StaleListing(
+            f"#{index} ({was.name!r}) was replaced since you listed it; run ls again"
+        )
+    return was.name

@@ -10,7 +10,7 @@ import click
 
 from ftpc.client import Client
 from ftpc.ui import format_listing, get_files, put_files
-from shared.errors import FtpError, TransportError
+from shared.errors import FtpError, ProtocolError, TransportError
 
 HELP = """commands:
   ls                     list files, numbered
@@ -74,8 +74,8 @@ class Shell:
                 continue
             try:
                 command(args)
-            except TransportError:
-                raise
+            except (TransportError, ProtocolError):
+                raise  # the connection is gone or out of frame: end the session
             except FtpError as exc:
                 self.echo(f"error: {exc}")
 

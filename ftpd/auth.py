@@ -162,7 +162,7 @@ class UserStore:
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except BaseException:
-            os.unlink(tmp)
+            Path(tmp).unlink(missing_ok=True)
             raise
         st = self.path.stat()
         self._stamp = (st.st_mtime_ns, st.st_ino)

@@ -7,13 +7,14 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ftpd.auth import DEFAULT_ITERATIONS, MIN_ITERATIONS, PERMS, UserStore
+from ftpd.auth import DEFAULT_ITERATIONS, MIN_ITERATIONS, PERMS, UserStore, check_user_name
 from ftpd.server import DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT, FtpServer
 from ftpd.storage import Storage
 from shared import __version__
@@ -43,6 +44,16 @@ def default_users_file() -> Path:
     return Path(base) / "ftpd" / "users.json"
 
 
+def iterations_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--iterations",
+        type=click.IntRange(min=MIN_ITERATIONS),
+        default=DEFAULT_ITERATIONS,
+        show_default=True,
+        help="PBKDF2 iterations for the SCRAM keys.",
+    )(f)
+
+
 def users_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--users",
@@ -65,11 +76,16 @@ def _read_password(password_stdin: bool) -> str:
     return password
 
 
-def _store(path: Path) -> UserStore:
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Our errors and the file system's become one line on stderr and exit code 1."""
     try:
-        return UserStore(path)
+        yield
     except FtpError as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
 
 
 @click.group()
@@ -128,16 +144,16 @@ def serve(
     root_abs = root.resolve()
     if users_file.resolve().is_relative_to(root_abs):
         raise click.ClickException(f"the account file {users_file} must be outside the root {root}")
-    store = _store(users_file)
-    try:
+    with cli_errors():
+        store = UserStore(users_file)
         password = store.ensure_initial_account()
-    except (FtpError, OSError) as exc:
-        raise click.ClickException(f"cannot create the account file {users_file}: {exc}") from exc
     if password is not None:
         click.echo(f"created account 'admin' with password: {password}")
         click.echo(f"  (shown only this once; stored as SCRAM keys in {users_file})")
     try:
         storage = Storage(root, max_file_size=max_file_size)
+    except FtpError as exc:
+        raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot use {root} as the root: {exc.strerror}") from exc
     try:
@@ -174,22 +190,14 @@ def user() -> None:
     "--perm", default=PERMS, show_default=True, help="Letters: r (list and get), w (put), d (rm)."
 )
 @click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
-@click.option(
-    "--iterations",
-    type=click.IntRange(min=MIN_ITERATIONS),
-    default=DEFAULT_ITERATIONS,
-    show_default=True,
-    help="PBKDF2 iterations for the SCRAM keys.",
-)
+@iterations_option
 @users_option
 def user_add(name: str, perm: str, password_stdin: bool, iterations: int, users_file: Path) -> None:
     """Create an account."""
-    store = _store(users_file)
-    password = _read_password(password_stdin)
-    try:
-        account = store.add(name, password, perm, iterations)
-    except FtpError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with cli_errors():
+        store = UserStore(users_file)
+        check_user_name(name)
+        account = store.add(name, _read_password(password_stdin), perm, iterations)
     click.echo(f"added {account.name} ({account.perms or 'no permissions'})")
 
 
@@ -198,33 +206,23 @@ def user_add(name: str, perm: str, password_stdin: bool, iterations: int, users_
 @users_option
 def user_del(name: str, users_file: Path) -> None:
     """Delete an account."""
-    try:
-        _store(users_file).remove(name)
-    except FtpError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with cli_errors():
+        UserStore(users_file).remove(name)
     click.echo(f"deleted {name}")
 
 
 @user.command("passwd")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
-@click.option(
-    "--iterations",
-    type=click.IntRange(min=MIN_ITERATIONS),
-    default=DEFAULT_ITERATIONS,
-    show_default=True,
-)
+@iterations_option
 @users_option
 def user_passwd(name: str, password_stdin: bool, iterations: int, users_file: Path) -> None:
     """Set an account's password."""
-    store = _store(users_file)
-    if store.get(name) is None:
-        raise click.ClickException(f"no user named {name!r}")
-    password = _read_password(password_stdin)
-    try:
-        store.set_password(name, password, iterations)
-    except FtpError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with cli_errors():
+        store = UserStore(users_file)
+        if store.get(name) is None:
+            raise click.ClickException(f"no user named {name!r}")
+        store.set_password(name, _read_password(password_stdin), iterations)
     click.echo(f"password changed for {name}")
 
 
@@ -234,10 +232,8 @@ def user_passwd(name: str, password_stdin: bool, iterations: int, users_file: Pa
 @users_option
 def user_perm(name: str, perms: str, users_file: Path) -> None:
     """Set an account's permissions, e.g. `ftpd user perm bob r`."""
-    try:
-        _store(users_file).set_perms(name, perms)
-    except FtpError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with cli_errors():
+        UserStore(users_file).set_perms(name, perms)
     click.echo(f"permissions of {name} set to {perms!r}")
 
 
@@ -245,5 +241,7 @@ def user_perm(name: str, perms: str, users_file: Path) -> None:
 @users_option
 def user_list(users_file: Path) -> None:
     """List accounts and their permissions."""
-    for account in _store(users_file).accounts():
+    with cli_errors():
+        accounts = UserStore(users_file).accounts()
+    for account in accounts:
         click.echo(f"{account.name}\t{account.perms or '-'}")

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ftpd.auth import ScramLogin
+from ftpd.auth import AccountError, ScramLogin
 from ftpd.storage import Entry, Upload
 from shared import __version__
 from shared.errors import (
@@ -147,7 +147,11 @@ class Session:
             )
         if msg["mechanism"] not in self.server.mechanisms:
             raise BadRequest(f"unsupported mechanism {msg['mechanism']!r}")
-        self.server.users.refresh()
+        try:
+            self.server.users.refresh()
+        except AccountError as exc:
+            # Keep serving with the accounts loaded before the file broke.
+            self.log.error("account file unreadable, using the last good copy: %s", exc)
         self.login_started = time.monotonic()
         self.login = ScramLogin(self.server.users)
         try:

@@ -13,6 +13,7 @@ stat is ignored and the file is hashed again.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import shutil
@@ -24,10 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from shared.errors import BadName, Exists, NoSpace, NotFound, TooLarge
+from shared.errors import BadName, Exists, FtpError, NoSpace, NotFound, TooLarge
 from shared.names import RESERVED_PREFIX, check_name
 
 HASH_CHUNK = 1 << 20
+
+
+class RootInUse(FtpError):
+    """Another daemon holds this root: two would purge each other's uploads."""
+
+    code = "root-in-use"
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,13 @@ class Storage:
         meta = self.root / RESERVED_PREFIX
         self.staging = meta / "staging"
         self.staging.mkdir(parents=True, exist_ok=True)
+        # Purging staging is only safe if no other daemon is uploading into this root.
+        self._lock_fd = os.open(meta / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(self._lock_fd)
+            raise RootInUse(f"another ftpd is already serving {self.root}") from exc
         self.purged = self._purge_staging()
         self.cache = Md5Cache(meta / "md5.sqlite3")
 
@@ -139,6 +153,7 @@ class Storage:
 
     def close(self) -> None:
         self.cache.close()
+        os.close(self._lock_fd)  # releases the flock
 
     def _path(self, name: str) -> str:
         return os.path.join(self.root, check_name(name))

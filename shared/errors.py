@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from shared.text import printable
+
 
 class FtpError(Exception):
     """Base of every error this project raises on purpose."""
@@ -163,8 +165,9 @@ def error_from_wire(code: str, message: str) -> FtpError:
     """Rebuild the typed error for a code the server sent.
 
     An unknown code (from a newer server) still becomes a `RequestError`, keeping
-    the code, so the session can go on.
+    the code, so the session can go on. The message is made printable.
     """
+    message = printable(message)
     cls = WIRE_ERRORS.get(code)
     if cls is None:
         err = RequestError(message)

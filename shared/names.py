@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
 from shared.errors import BadName
+from shared.text import CONTROL
 
 MAX_NAME_BYTES = 255
 RESERVED_PREFIX = ".ftpd"
 """The server keeps its staging files and md5 cache under this prefix in the root."""
-
-# C0 and C1 controls (category Cc), lone surrogates (Cs), and the bidi controls that can make a
-# name display as something else. One regex keeps a 100,000-entry listing fast.
-_CONTROL = re.compile(
-    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
-)
 
 
 def check_name(name: str) -> str:
@@ -27,7 +21,7 @@ def check_name(name: str) -> str:
     ascii_only = name.isascii()
     if not ascii_only:
         name = unicodedata.normalize("NFC", name)
-    bad = _CONTROL.search(name)
+    bad = CONTROL.search(name)
     if bad:
         raise BadName(f"name {name!r} contains the control character U+{ord(bad.group()):04X}")
     if "/" in name or "\\" in name:

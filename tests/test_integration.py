@@ -63,8 +63,10 @@ def test_put_ls_get_rm(
     assert (entry.index, entry.name, entry.size, entry.md5) == (1, name, size, md5(data))
     out = tmp_path / "out"
     out.mkdir()
-    got = client.get(name, out)
+    progress.clear()
+    got = client.get(name, out, on_progress=progress.append)
     assert got.path == out / name and got.path.read_bytes() == data
+    assert sum(progress) == size
     assert sorted(p.name for p in out.iterdir()) == [name]  # no temporary file left beside it
     assert client.remove(name) == name
     assert client.list() == []
