@@ -159,7 +159,7 @@ def serve(
     try:
         server = FtpServer((host, port), storage, store, idle_timeout=idle_timeout)
     except OSError as exc:
-        storage.close()
+        storage.close()  # the server closed it already if it got that far; closing is idempotent
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     if storage.purged:
         logging.getLogger("ftpd").info("purged %d staging files left by a crash", storage.purged)

@@ -152,8 +152,12 @@ class Storage:
         return count
 
     def close(self) -> None:
+        """Close the cache and release the root; safe to call twice."""
+        if self._lock_fd < 0:
+            return
         self.cache.close()
         os.close(self._lock_fd)  # releases the flock
+        self._lock_fd = -1
 
     def _path(self, name: str) -> str:
         return os.path.join(self.root, check_name(name))

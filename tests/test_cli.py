@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from click.testing import CliRunner, Result
 from ftpc.cli import main as ftpc_main
 from ftpd.auth import UserStore
 from ftpd.cli import main as ftpd_main
+from ftpd.storage import Storage
 from tests.conftest import ACCOUNTS, Daemon
 
 
@@ -297,3 +299,35 @@ def test_serve_as_a_real_process(tmp_path: Path) -> None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1048576", 1 << 20), ("500M", 500 << 20), ("2G", 2 << 30), ("3KiB", 3 << 10)],
+)
+def test_byte_sizes(text: str, value: int) -> None:
+    from ftpd.cli import ByteSize
+
+    assert ByteSize().convert(text, None, None) == value
+
+
+def test_serve_reports_startup_problems(tmp_path: Path) -> None:
+    users = str(tmp_path / "users.json")
+    r = CliRunner()
+    result = r.invoke(ftpd_main, ["serve", "--max-file-size", "lots", "--users", users])
+    assert result.exit_code == 2 and "is not a size" in result.stderr
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = r.invoke(
+            ftpd_main,
+            ["serve", "--root", str(tmp_path / "root"), "--users", users, "--port", str(port)],
+        )
+    assert result.exit_code == 1 and "cannot listen on" in result.stderr
+    held = Storage(tmp_path / "root")
+    try:
+        result = r.invoke(
+            ftpd_main, ["serve", "--root", str(tmp_path / "root"), "--users", users, "--port", "0"]
+        )
+    finally:
+        held.close()
+    assert result.exit_code == 1 and "already serving" in result.stderr
