@@ -10,6 +10,9 @@ from shared.text import CONTROL
 MAX_NAME_BYTES = 255
 RESERVED_PREFIX = ".ftpd"
 """The server keeps its staging files and md5 cache under this prefix in the root."""
+RESERVED_NAMES = frozenset({".gitkeep"})
+"""Placeholders that keep an empty root in version control (as the repo's storage/ does):
+never listed, served, replaced or deleted."""
 
 
 def check_name(name: str) -> str:
@@ -39,4 +42,6 @@ def check_name(name: str) -> str:
         raise BadName(f"name is longer than {MAX_NAME_BYTES} bytes in UTF-8")
     if name.startswith(RESERVED_PREFIX):
         raise BadName(f"names starting with {RESERVED_PREFIX!r} are reserved for the server")
+    if name in RESERVED_NAMES:
+        raise BadName(f"{name!r} is a placeholder the server keeps, not a stored file")
     return name

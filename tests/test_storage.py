@@ -221,3 +221,14 @@ def test_existing(storage: Storage) -> None:
     store(storage, "f", b"abc")
     entry = storage.existing("f")
     assert entry is not None and entry.md5 == hashlib.md5(b"abc").hexdigest()
+
+
+def test_gitkeep_placeholder_is_not_a_stored_file(storage: Storage) -> None:
+    (storage.root / ".gitkeep").touch()
+    store(storage, "real", b"x")
+    assert [e.name for e in storage.list()] == ["real"]
+    with pytest.raises(BadName, match="placeholder"):
+        storage.remove(".gitkeep")
+    with pytest.raises(BadName):
+        storage.begin_upload(".gitkeep", 1, True)
+    assert (storage.root / ".gitkeep").exists()
