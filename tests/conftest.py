@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from ftpc import Client
 from ftpd.auth import UserStore
 from ftpd.server import FtpServer
 from ftpd.storage import Storage
-from shared.protocol import PROTOCOL_VERSION, Message, Role
+from shared.protocol import PROTOCOL_VERSION, Message, Role, encode
 from shared.wire import Channel
 
 # Tests use the RFC minimum so that logins are quick; the default (600,000) is tested in test_auth.
@@ -146,3 +147,39 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return predicate()
+
+
+def fake_hello(version: int = 1) -> bytes:
+    return encode(
+        "hello",
+        Role.SERVER,
+        version=version,
+        server="fake",
+        mechanisms=["SCRAM-SHA-256"],
+        capabilities=[],
+        max_header=65536,
+    )
+
+
+@contextmanager
+def fake_server(script: bytes) -> Iterator[int]:
+    """A lying server: sends `script` to the first client, drains it, closes. Yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(script)
+                conn.settimeout(2)
+                with suppress(OSError):
+                    while conn.recv(65536):
+                        pass
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        thread.join(15)

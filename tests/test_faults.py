@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from ftpd.cli import main as ftpd_main
 from ftpd.storage import RootInUse, Storage
 from shared.errors import LocalFileError, RemoteProtocolError, StaleListing, TransportError
 from shared.protocol import Role, encode
-from tests.conftest import ACCOUNTS, Daemon
+from tests.conftest import ACCOUNTS, Daemon, fake_hello, fake_server
 
 
 def src(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -89,59 +87,25 @@ def test_broken_account_file_keeps_the_last_good_accounts(
     assert not any(r.exc_info for r in caplog.records)
 
 
-def _lying_server(script: bytes) -> tuple[int, threading.Thread]:
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(10)
-
-    def serve() -> None:
-        with listener:
-            conn, _ = listener.accept()
-            with conn:
-                conn.sendall(script)
-                conn.settimeout(2)
-                try:
-                    while conn.recv(65536):
-                        pass
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    return listener.getsockname()[1], thread
-
-
-HELLO = encode(
-    "hello",
-    Role.SERVER,
-    version=1,
-    server="liar",
-    mechanisms=["SCRAM-SHA-256"],
-    capabilities=[],
-    max_header=65536,
-)
-
-
 def test_client_closes_after_a_reply_out_of_protocol() -> None:
     reply = encode("file", Role.SERVER, name="x", size=3, md5="0" * 32, mtime=0) + b"abc"
-    port, thread = _lying_server(HELLO + reply)
-    c = Client("127.0.0.1", port, timeout=5)
-    with pytest.raises(RemoteProtocolError, match="expected listing"):
-        c.list()
-    with pytest.raises(TransportError):
-        c.list()
-    c.close()
-    thread.join(5)
+    with fake_server(fake_hello() + reply) as port:
+        c = Client("127.0.0.1", port, timeout=5)
+        with pytest.raises(RemoteProtocolError, match="expected listing"):
+            c.list()
+        with pytest.raises(TransportError):
+            c.list()
+        c.close()
 
 
 def test_server_text_cannot_drive_the_terminal(tmp_path: Path) -> None:
     error = encode("error", Role.SERVER, code="not-found", message="gone\x1b]0;owned\x07")
-    port, thread = _lying_server(HELLO + error)
-    result = CliRunner().invoke(
-        ftpc_main,
-        ["--port", str(port), "rm", "--by-name", "x"],
-        env={"FTPC_USER": "u", "FTPC_PASSWORD": "p", "FTPC_CACHE_DIR": str(tmp_path)},
-    )
-    thread.join(5)
+    with fake_server(fake_hello() + error) as port:
+        result = CliRunner().invoke(
+            ftpc_main,
+            ["--port", str(port), "rm", "--by-name", "x"],
+            env={"FTPC_USER": "u", "FTPC_PASSWORD": "p", "FTPC_CACHE_DIR": str(tmp_path)},
+        )
     assert result.exit_code == 1
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr
 

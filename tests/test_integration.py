@@ -23,7 +23,7 @@ from shared.errors import (
     TransportError,
     VersionMismatch,
 )
-from tests.conftest import Daemon, Raw, wait_until
+from tests.conftest import Daemon, Raw, fake_hello, fake_server, wait_until
 
 MiB = 1 << 20
 
@@ -194,45 +194,9 @@ def test_hello_and_version_mismatch(daemon: Daemon) -> None:
         assert reply["code"] == "unsupported-version" and "version 1" in reply["message"]
 
 
-def _fake_server(script: bytes) -> tuple[socket.socket, threading.Thread]:
-    """A server that sends `script` to the first client, then closes."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(10)
-
-    def serve() -> None:
-        with listener:
-            conn, _ = listener.accept()
-            with conn:
-                conn.sendall(script)
-                conn.settimeout(2)
-                try:
-                    while conn.recv(65536):
-                        pass
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    return listener, thread
-
-
 def test_client_refuses_another_protocol_version() -> None:
-    from shared.protocol import Role, encode
-
-    hello = encode(
-        "hello",
-        Role.SERVER,
-        version=2,
-        server="future",
-        mechanisms=["X"],
-        capabilities=[],
-        max_header=65536,
-    )
-    listener, thread = _fake_server(hello)
-    port = listener.getsockname()[1]
-    with pytest.raises(VersionMismatch, match="version 2"):
+    with fake_server(fake_hello(version=2)) as port, pytest.raises(VersionMismatch, match="2"):
         Client("127.0.0.1", port, timeout=5)
-    thread.join(5)
 
 
 @pytest.mark.parametrize("fault", ["wrong-md5", "short-body"])
@@ -242,24 +206,18 @@ def test_client_rejects_a_bad_download(tmp_path: Path, fault: str) -> None:
     data = b"x" * 1000
     stated = "0" * 32 if fault == "wrong-md5" else md5(data)
     body = data if fault == "wrong-md5" else data[:500]
-    script = encode(
-        "hello",
-        Role.SERVER,
-        version=1,
-        server="fake",
-        mechanisms=["SCRAM-SHA-256"],
-        capabilities=[],
-        max_header=65536,
+    script = fake_hello() + encode(
+        "file", Role.SERVER, name="f", size=len(data), md5=stated, mtime=0
     )
-    script += encode("file", Role.SERVER, name="f", size=len(data), md5=stated, mtime=0) + body
-    listener, thread = _fake_server(script)
-    port = listener.getsockname()[1]
     out = tmp_path / "out"
     out.mkdir()
     expected = ChecksumMismatch if fault == "wrong-md5" else TransportError
-    with Client("127.0.0.1", port, timeout=5) as c, pytest.raises(expected):
+    with (
+        fake_server(script + body) as port,
+        Client("127.0.0.1", port, timeout=5) as c,
+        pytest.raises(expected),
+    ):
         c.get("f", out)
-    thread.join(5)
     assert list(out.iterdir()) == []  # no final file, no temporary file
 
 
