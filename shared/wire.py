@@ -36,8 +36,6 @@ class Channel:
         self.decoder = Decoder(peer)
         self._buf = bytearray(CHUNK)
         self._view = memoryview(self._buf)
-        self.bytes_in = 0
-        self.bytes_out = 0
 
     # --- sending ---------------------------------------------------------------
 
@@ -49,7 +47,6 @@ class Channel:
             self.sock.sendall(data)
         except OSError as exc:
             raise TransportError(f"connection lost while sending: {_describe(exc)}") from exc
-        self.bytes_out += len(data)
 
     def send_body(self, f: BinaryIO, size: int, on_chunk: Sink | None = None) -> None:
         """Send exactly `size` bytes of `f` after a body header.
@@ -64,7 +61,6 @@ class Channel:
                 sent = self.sock.sendfile(f, offset=f.tell(), count=size)
             except OSError as exc:
                 raise TransportError(f"connection lost while sending: {_describe(exc)}") from exc
-            self.bytes_out += sent
         else:
             while sent < size:
                 n = f.readinto(self._view[: min(CHUNK, size - sent)])  # type: ignore[attr-defined]
@@ -90,7 +86,6 @@ class Channel:
             raise TransportError(f"connection lost: {_describe(exc)}") from exc
         if n == 0:
             raise TransportError("connection closed by the peer")
-        self.bytes_in += n
         self.decoder.receive_data(self._view[:n])
 
     def recv_message(self) -> Message:
@@ -130,7 +125,6 @@ class Channel:
                     raise TransportError(f"connection lost: {_describe(exc)}") from exc
                 if n == 0:
                     raise TransportError("connection closed in the middle of a body")
-                self.bytes_in += n
                 self.decoder.consume_body(n)
                 sink(self._view[:n])
                 total += n
