@@ -110,7 +110,7 @@ class Client:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.chan = Channel(sock, Role.CLIENT)
         try:
-            self.hello = self.chan.expect("hello")
+            self.hello = self._reply("hello")  # an `error` here (e.g. busy) keeps its code
             if self.hello["version"] != PROTOCOL_VERSION:
                 raise VersionMismatch(
                     f"the server speaks protocol version {self.hello['version']};"
