@@ -355,6 +355,11 @@ def test_transfers_are_logged(
 ) -> None:
     client.put(make(tmp_path, "f", b"abc"))
     client.get("f", tmp_path / "copy")
+
+    def logged_get() -> bool:  # the server logs a download after its last byte is sent
+        return any(r.getMessage().startswith("get ") for r in caplog.records)
+
+    assert wait_until(logged_get)
     lines = [r.getMessage() for r in caplog.get_records("setup") + caplog.records]
     put = next(m for m in lines if m.startswith("put "))
     for part in (
