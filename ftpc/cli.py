@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,20 +13,8 @@ from ftpc.client import DEFAULT_PORT, Client
 from ftpc.state import ListingState
 from ftpc.ui import format_listing, get_files, listing_json, put_files
 from shared import __version__
-from shared.errors import FtpError
+from shared.cli import cli_errors
 from shared.names import check_name
-
-
-@contextmanager
-def cli_errors() -> Iterator[None]:
-    """Typed errors become a one-line message on stderr and exit code 1, never a traceback."""
-    try:
-        yield
-    except FtpError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
 
 
 @dataclass

@@ -7,8 +7,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from ftpd.auth import DEFAULT_ITERATIONS, MIN_ITERATIONS, PERMS, UserStore, chec
 from ftpd.server import DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT, FtpServer
 from ftpd.storage import Storage
 from shared import __version__
+from shared.cli import cli_errors
 from shared.errors import FtpError
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -74,18 +74,6 @@ def _read_password(password_stdin: bool) -> str:
     if not password:
         raise click.ClickException("the password must not be empty")
     return password
-
-
-@contextmanager
-def cli_errors() -> Iterator[None]:
-    """Our errors and the file system's become one line on stderr and exit code 1."""
-    try:
-        yield
-    except FtpError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
 
 
 @click.group()

@@ -12,6 +12,7 @@ stat is ignored and the file is hashed again.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -224,8 +225,11 @@ class Storage:
     def check_upload(self, name: str, size: int) -> str:
         """Refuse an upload before any byte is read; return the checked name."""
         name = check_name(name)
-        if os.path.lexists(self._path(name)) and self._stat(name) is None:
-            raise Exists(f"{name!r} is taken by something that is not a file (a link or folder)")
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISREG(os.lstat(os.path.join(self.root, name)).st_mode):
+                raise Exists(
+                    f"{name!r} is taken by something that is not a file (a link or folder)"
+                )
         if self.max_file_size is not None and size > self.max_file_size:
             raise TooLarge(f"{size} bytes is over the limit of {self.max_file_size} bytes")
         free = self.free_space()
