@@ -19,7 +19,7 @@ import secrets
 import tempfile
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import scramp
@@ -27,6 +27,9 @@ import scramp
 from shared.errors import AuthFailed, BadRequest, FtpError
 
 MECHANISM = "SCRAM-SHA-256"
+MECHANISM_PLUS = "SCRAM-SHA-256-PLUS"
+"""Over TLS, the only mechanism offered: the login is bound to the server's certificate."""
+CHANNEL_BINDING = "tls-server-end-point"
 DEFAULT_ITERATIONS = 600_000
 MIN_ITERATIONS = 4096
 PERMS = "rwd"
@@ -56,6 +59,14 @@ def check_perms(perms: str) -> str:
     return "".join(p for p in PERMS if p in perms)
 
 
+def check_quota(quota: object) -> int | None:
+    if quota is None:
+        return None
+    if type(quota) is not int or quota < 0:
+        raise AccountError(f"bad quota {quota!r}: use a number of bytes, or none")
+    return quota
+
+
 @dataclass(frozen=True)
 class Account:
     name: str
@@ -64,6 +75,8 @@ class Account:
     stored_key: bytes
     server_key: bytes
     perms: str
+    quota: int | None = None
+    """Bytes this account may keep stored, or no limit."""
 
     def to_json(self) -> dict[str, object]:
         def b64(b: bytes) -> str:
@@ -75,6 +88,7 @@ class Account:
             "stored_key": b64(self.stored_key),
             "server_key": b64(self.server_key),
             "perms": self.perms,
+            **({} if self.quota is None else {"quota": self.quota}),
         }
 
     @classmethod
@@ -87,6 +101,7 @@ class Account:
                 stored_key=base64.b64decode(str(obj["stored_key"]), validate=True),
                 server_key=base64.b64decode(str(obj["server_key"]), validate=True),
                 perms=check_perms(str(obj["perms"])),
+                quota=check_quota(obj.get("quota")),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise AccountError(f"account {name!r} is malformed: {exc}") from exc
@@ -187,20 +202,18 @@ class UserStore:
     def set_password(self, name: str, password: str, iterations: int = DEFAULT_ITERATIONS) -> None:
         with self._lock:
             old = self._require(name)
-            self._accounts[name] = make_account(name, password, old.perms, iterations)
+            new = make_account(name, password, old.perms, iterations)
+            self._accounts[name] = replace(new, quota=old.quota)
             self._save()
 
     def set_perms(self, name: str, perms: str) -> None:
         with self._lock:
-            old = self._require(name)
-            self._accounts[name] = Account(
-                old.name,
-                old.salt,
-                old.iterations,
-                old.stored_key,
-                old.server_key,
-                check_perms(perms),
-            )
+            self._accounts[name] = replace(self._require(name), perms=check_perms(perms))
+            self._save()
+
+    def set_quota(self, name: str, quota: int | None) -> None:
+        with self._lock:
+            self._accounts[name] = replace(self._require(name), quota=check_quota(quota))
             self._save()
 
     def remove(self, name: str) -> None:
@@ -240,12 +253,20 @@ class UserStore:
 class ScramLogin:
     """The server side of one login exchange."""
 
-    def __init__(self, store: UserStore, s_nonce: str | None = None) -> None:
+    def __init__(
+        self, store: UserStore, s_nonce: str | None = None, cert_pem: str | None = None
+    ) -> None:
+        """With `cert_pem` (the server's certificate), the client must bind to the channel."""
         self.store = store
         self.account: Account | None = None
-        self._server = scramp.ScramMechanism(MECHANISM).make_server(
-            self._auth_info, s_nonce=s_nonce
-        )
+        if cert_pem is None:
+            self._server = scramp.ScramMechanism(MECHANISM).make_server(
+                self._auth_info, s_nonce=s_nonce
+            )
+        else:
+            self._server = scramp.ScramMechanism(MECHANISM_PLUS).make_server(
+                self._auth_info, channel_binding=(CHANNEL_BINDING, cert_pem), s_nonce=s_nonce
+            )
         self.user = ""
 
     def _auth_info(self, name: str) -> tuple[bytes, bytes, bytes, int]:
@@ -274,6 +295,11 @@ class ScramLogin:
             self._server.set_client_final(client_final)
             server_final = self._server.get_server_final()
         except scramp.ScramException as exc:
+            if exc.server_error is scramp.core.ServerError.CHANNEL_BINDINGS_DONT_MATCH:
+                raise AuthFailed(
+                    "login failed: the TLS channel binding does not match;"
+                    " something between client and server is relaying the connection"
+                ) from exc
             raise AuthFailed("login failed: unknown user or wrong password") from exc
         if self.account is None:
             raise AuthFailed("login failed: unknown user or wrong password")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 from collections.abc import Callable
@@ -14,12 +15,17 @@ from typing import Any
 import click
 
 from ftpd.auth import DEFAULT_ITERATIONS, MIN_ITERATIONS, PERMS, UserStore, check_user_name
-from ftpd.server import DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT, FtpServer
+from ftpd.limits import Limits
+from ftpd.lockout import LockoutPolicy
+from ftpd.server import DEFAULT_PORT, FtpServer
 from ftpd.storage import Storage
+from ftpd.tls import ServerTLS, load_server_tls, make_self_signed
 from shared import __version__
 from shared.cli import cli_errors
 from shared.errors import FtpError
 
+_LIMITS = Limits()
+_POLICY = LockoutPolicy()
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -106,11 +112,67 @@ def main() -> None:
     help="Refuse uploads larger than this (e.g. 2G). Default: no limit but free space.",
 )
 @click.option(
+    "--reserve",
+    type=ByteSize(),
+    default="0",
+    help="Free space uploads must leave on the disk (e.g. 1G).",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Serve TLS only, with this certificate (PEM); see `ftpd cert`.",
+)
+@click.option(
+    "--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Its key."
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=_LIMITS.max_connections,
+    show_default=True,
+    help="Open connections in total (one thread each).",
+)
+@click.option(
+    "--max-per-ip",
+    type=click.IntRange(min=1),
+    default=_LIMITS.max_per_ip,
+    show_default=True,
+    help="Open connections from one address.",
+)
+@click.option(
     "--idle-timeout",
     type=click.FloatRange(min=1),
-    default=DEFAULT_IDLE_TIMEOUT,
+    default=_LIMITS.idle_timeout,
     show_default=True,
     help="Seconds a connection may stay silent.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0.1),
+    default=_LIMITS.header_timeout,
+    show_default=True,
+    help="Seconds for a whole request header to arrive once it has started.",
+)
+@click.option(
+    "--min-rate",
+    type=ByteSize(),
+    default=str(_LIMITS.min_rate),
+    show_default=True,
+    help="Bytes/s a transfer must average over 30 s, or it is dropped; 0 turns it off.",
+)
+@click.option(
+    "--lockout-after",
+    type=click.IntRange(min=1),
+    default=_POLICY.account_limit,
+    show_default=True,
+    help="Failed logins in 15 minutes that lock an account (an address: 5 times as many).",
+)
+@click.option(
+    "--lockout-seconds",
+    type=click.FloatRange(min=1),
+    default=_POLICY.lock_seconds,
+    show_default=True,
+    help="How long a lockout lasts.",
 )
 @click.option(
     "--log-level",
@@ -124,7 +186,16 @@ def serve(
     port: int,
     users_file: Path,
     max_file_size: int | None,
+    reserve: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    max_connections: int,
+    max_per_ip: int,
     idle_timeout: float,
+    header_timeout: float,
+    min_rate: int,
+    lockout_after: int,
+    lockout_seconds: float,
     log_level: str,
 ) -> None:
     """Serve ROOT until SIGINT or SIGTERM."""
@@ -132,6 +203,17 @@ def serve(
     root_abs = root.resolve()
     if users_file.resolve().is_relative_to(root_abs):
         raise click.ClickException(f"the account file {users_file} must be outside the root {root}")
+    tls = _load_tls(tls_cert, tls_key)
+    limits = Limits(
+        max_connections=max_connections,
+        max_per_ip=max_per_ip,
+        idle_timeout=idle_timeout,
+        header_timeout=header_timeout,
+        min_rate=min_rate,
+    )
+    lockout = LockoutPolicy(
+        account_limit=lockout_after, ip_limit=5 * lockout_after, lock_seconds=lockout_seconds
+    )
     with cli_errors():
         store = UserStore(users_file)
         password = store.ensure_initial_account()
@@ -139,13 +221,13 @@ def serve(
         click.echo(f"created account 'admin' with password: {password}")
         click.echo(f"  (shown only this once; stored as SCRAM keys in {users_file})")
     try:
-        storage = Storage(root, max_file_size=max_file_size)
+        storage = Storage(root, max_file_size=max_file_size, reserve=reserve)
     except FtpError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot use {root} as the root: {exc.strerror}") from exc
     try:
-        server = FtpServer((host, port), storage, store, idle_timeout=idle_timeout)
+        server = FtpServer((host, port), storage, store, limits=limits, lockout=lockout, tls=tls)
     except OSError as exc:
         storage.close()  # the server closed it already if it got that far; closing is idempotent
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
@@ -158,13 +240,61 @@ def serve(
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     bound_host, bound_port = server.address
-    click.echo(f"listening on {bound_host}:{bound_port}")
+    if tls is not None:
+        click.echo(f"TLS certificate SHA256 fingerprint: {tls.fingerprint}")
+    click.echo(f"listening on {bound_host}:{bound_port}" + (" (TLS)" if tls else ""))
     sys.stdout.flush()
     try:
         server.serve_forever()
     finally:
         server.server_close()
     click.echo("stopped")
+
+
+def _load_tls(cert: Path | None, key: Path | None) -> ServerTLS | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    try:
+        return load_server_tls(cert, key)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot use {cert} and {key} for TLS: {exc}") from exc
+
+
+@main.command()
+@click.argument("host")
+@click.option(
+    "--cert",
+    "cert_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="ftpd-cert.pem",
+    show_default=True,
+)
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="ftpd-key.pem",
+    show_default=True,
+)
+@click.option("--days", type=click.IntRange(1, 3650), default=825, show_default=True)
+@click.option("--force", is_flag=True, help="Replace existing files.")
+def cert(host: str, cert_file: Path, key_file: Path, days: int, force: bool) -> None:
+    """Write a self-signed certificate and key for HOST, and print its SHA-256 fingerprint."""
+    for path in (cert_file, key_file):
+        if path.exists() and not force:
+            raise click.ClickException(f"{path} already exists; use --force to replace it")
+    try:
+        fp = make_self_signed(host, cert_file, key_file, days)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise click.ClickException(f"cannot make a certificate for {host!r}: {exc}") from exc
+    click.echo(f"wrote {cert_file} and {key_file} (key readable only by you)")
+    click.echo(f"SHA256 fingerprint: {fp}")
+    click.echo(f"serve with: ftpd serve --tls-cert {cert_file} --tls-key {key_file}")
+    click.echo(f"clients can pin it: ftpc --tls --fingerprint {fp} ...")
 
 
 @main.group()
@@ -178,15 +308,37 @@ def user() -> None:
     "--perm", default=PERMS, show_default=True, help="Letters: r (list and get), w (put), d (rm)."
 )
 @click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
+@click.option("--quota", type=ByteSize(), default=None, help="Bytes it may keep stored (e.g. 10G).")
 @iterations_option
 @users_option
-def user_add(name: str, perm: str, password_stdin: bool, iterations: int, users_file: Path) -> None:
+def user_add(
+    name: str,
+    perm: str,
+    password_stdin: bool,
+    quota: int | None,
+    iterations: int,
+    users_file: Path,
+) -> None:
     """Create an account."""
     with cli_errors():
         store = UserStore(users_file)
         check_user_name(name)
         account = store.add(name, _read_password(password_stdin), perm, iterations)
+        if quota is not None:
+            store.set_quota(name, quota)
     click.echo(f"added {account.name} ({account.perms or 'no permissions'})")
+
+
+@user.command("quota")
+@click.argument("name")
+@click.argument("size")
+@users_option
+def user_quota(name: str, size: str, users_file: Path) -> None:
+    """Set an account's quota, e.g. `ftpd user quota bob 10G`, or `none`."""
+    quota = None if size.lower() == "none" else ByteSize().convert(size, None, None)
+    with cli_errors():
+        UserStore(users_file).set_quota(name, quota)
+    click.echo(f"quota of {name} set to {'none' if quota is None else f'{quota} bytes'}")
 
 
 @user.command("del")
@@ -232,4 +384,5 @@ def user_list(users_file: Path) -> None:
     with cli_errors():
         accounts = UserStore(users_file).accounts()
     for account in accounts:
-        click.echo(f"{account.name}\t{account.perms or '-'}")
+        quota = "-" if account.quota is None else str(account.quota)
+        click.echo(f"{account.name}\t{account.perms or '-'}\t{quota}")

@@ -6,6 +6,7 @@ import contextlib
 import json
 import socket
 import socketserver
+import ssl
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -44,12 +45,16 @@ class Handler(socketserver.BaseRequestHandler):
     server: FtpServer
 
     def handle(self) -> None:
-        sock: socket.socket = self.request
-        self.server.track(sock)
+        ip, port = str(self.client_address[0]), int(self.client_address[1])
         try:
-            Session(self.server, sock, "{}:{}".format(*self.client_address[:2])).run()
+            session = Session(self.server, self.request, ip, port)
+            self.server.track(session)
+            try:
+                session.run()
+            finally:
+                self.server.untrack(session)
         finally:
-            self.server.untrack(sock)
+            self.server.gate.release(ip)
 
 
 class _UploadSink:
@@ -73,14 +78,15 @@ class _UploadSink:
 class Session:
     """The state of one logged-in (or not yet) client."""
 
-    def __init__(self, server: FtpServer, sock: socket.socket, peer: str) -> None:
+    def __init__(self, server: FtpServer, sock: socket.socket, ip: str, port: int) -> None:
         self.server = server
         self.storage = server.storage
         self.log = server.log
-        self.peer = peer
-        sock.settimeout(server.idle_timeout)
+        self.ip = ip
+        self.peer = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        self.sock = sock
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.chan = Channel(sock, Role.SERVER)
+        self.chan = self._channel(sock)
         self.account: Account | None = None
         self.login: ScramLogin | None = None
         self.login_started = 0.0
@@ -93,8 +99,46 @@ class Session:
     def user(self) -> str:
         return self.account.name if self.account else "-"
 
+    def _channel(self, sock: socket.socket) -> Channel:
+        limits = self.server.limits
+        sock.settimeout(limits.idle_timeout)
+        return Channel(
+            sock,
+            Role.SERVER,
+            header_timeout=limits.header_timeout,
+            min_rate=limits.min_rate,
+            rate_window=limits.rate_window,
+        )
+
+    def abort(self) -> None:
+        """Cut the connection from another thread (server shutdown); the session then ends."""
+        with contextlib.suppress(OSError):
+            # The plain socket's shutdown: SSLSocket's would also drop its TLS state under
+            # the session thread's feet.
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+
+    def _start_tls(self) -> None:
+        """Handshake within its own deadline; every byte after it is encrypted."""
+        tls = self.server.tls
+        assert tls is not None
+        self.sock.settimeout(self.server.limits.handshake_timeout)
+        try:
+            sock = tls.context.wrap_socket(
+                self.sock, server_side=True, do_handshake_on_connect=False
+            )
+            self.sock = sock
+            sock.do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+            raise TransportError(f"TLS handshake failed: {reason}") from exc
+        self.chan = self._channel(sock)
+
     def run(self) -> None:
         try:
+            if self.server.stopping.is_set():
+                return
+            if self.server.tls is not None:
+                self._start_tls()
             self.chan.send(
                 "hello",
                 version=PROTOCOL_VERSION,
@@ -105,8 +149,9 @@ class Session:
             )
             while self.running:
                 self.dispatch(self.chan.recv_message())
-        except TransportError:
-            pass
+        except TransportError as exc:
+            if str(exc) != "connection closed by the peer":
+                self.log.info("dropped peer=%s user=%s: %s", self.peer, self.user, exc)
         except ProtocolError as exc:
             self.log.warning("protocol error peer=%s user=%s: %s", self.peer, self.user, exc)
             self.reply_error(BadRequest(str(exc)), fatal=True)
@@ -153,32 +198,52 @@ class Session:
             # Keep serving with the accounts loaded before the file broke.
             self.log.error("account file unreadable, using the last good copy: %s", exc)
         self.login_started = time.monotonic()
-        self.login = ScramLogin(self.server.users)
+        tls = self.server.tls
+        self.login = ScramLogin(self.server.users, cert_pem=tls.cert_pem if tls else None)
         try:
             challenge = self.login.first(msg["data"])
-        except RequestError:
+            self.server.guard.check(self.login.user, self.ip)
+        except RequestError as exc:
+            if self.login.user:
+                self._log_login(self.login.user, exc.code)
             self.login = None
             raise
         self.chan.send("challenge", data=challenge)
+
+    def _log_login(self, user: str, result: str) -> None:
+        """One line per login; the address comes before the user's words, for fail2ban."""
+        self.log.info(
+            "login ip=%s peer=%s result=%s seconds=%.3f user=%s",
+            self.ip,
+            self.peer,
+            result,
+            time.monotonic() - self.login_started,
+            json.dumps(user),
+        )
 
     def do_auth_final(self, msg: Message) -> None:
         login, self.login = self.login, None
         if login is None:
             raise BadRequest("'auth-final' must follow 'auth'")
-        result = "ok"
+        guard = self.server.guard
         try:
             self.account, server_final = login.final(msg["data"])
-        except RequestError:
-            result = "failed"
-            raise
-        finally:
-            self.log.info(
-                "login user=%r peer=%s result=%s seconds=%.3f",
-                login.user,
-                self.peer,
-                result,
-                time.monotonic() - self.login_started,
-            )
+        except RequestError as exc:
+            self._log_login(login.user, "failed")
+            verdict = guard.failed(login.user, self.ip)
+            for kind in verdict.locked:
+                who = f"account {json.dumps(login.user)}" if kind == "account" else "address"
+                self.log.warning(
+                    "lockout ip=%s %s locked for %.0f s after too many failed logins",
+                    self.ip,
+                    who,
+                    guard.policy.lock_seconds,
+                )
+            if verdict.delay:
+                self.server.stopping.wait(verdict.delay)  # backoff; cut short at shutdown
+            raise exc
+        guard.succeeded(login.user)
+        self._log_login(login.user, "ok")
         self.chan.send("ok", data=server_final, user=self.account.name, perms=self.account.perms)
 
     def do_quit(self, msg: Message) -> None:
@@ -251,9 +316,11 @@ class Session:
                 if not overwrite:
                     differs = " with other content" if md5 else ""
                     raise Exists(f"{name!r} already exists{differs}; ask to overwrite")
-            self.storage.check_upload(name, size)
-            self.chan.send("continue")
-            entry = self._receive(name, size, md5, overwrite)
+            assert self.account is not None
+            upload = self.storage.begin_upload(
+                name, size, overwrite, owner=self.account.name, quota=self.account.quota
+            )
+            entry = self._receive(upload, md5)
         except RequestError as exc:
             self._log_transfer("put", msg["name"], 0, md5 or "", started, exc.code)
             raise
@@ -263,13 +330,15 @@ class Session:
         self._log_transfer("put", name, size, entry.md5, started, "ok")
         self.chan.send("ok", name=name, size=size, md5=entry.md5, existed=False)
 
-    def _receive(self, name: str, size: int, md5: str | None, overwrite: bool) -> Entry:
+    def _receive(self, upload: Upload, md5: str | None) -> Entry:
         """Stream the body into staging; publish it only if the md5 matches."""
-        header = self.chan.expect("data")
-        if header["size"] != size:
-            raise RemoteProtocolError(f"'data' has {header['size']} bytes, 'put' said {size}")
-        upload = self.storage.begin_upload(name, size, overwrite)
         try:
+            self.chan.send("continue")
+            header = self.chan.expect("data")
+            if header["size"] != upload.size:
+                raise RemoteProtocolError(
+                    f"'data' has {header['size']} bytes, 'put' said {upload.size}"
+                )
             sink = _UploadSink(upload)
             self.chan.recv_body(sink)
             if md5 is None:

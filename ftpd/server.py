@@ -1,26 +1,39 @@
-"""The server object: a ThreadingTCPServer holding its settings on the instance."""
+"""The server object: a ThreadingTCPServer holding its settings and shared state on the instance."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import socketserver
 import threading
+from typing import TYPE_CHECKING, Any
 
-from ftpd.auth import MECHANISM, UserStore
+from ftpd.auth import MECHANISM, MECHANISM_PLUS, UserStore
+from ftpd.limits import ConnectionGate, Limits
+from ftpd.lockout import LockoutPolicy, LoginGuard
 from ftpd.storage import Storage
+from shared.errors import Busy
+from shared.protocol import Role, encode
+
+if TYPE_CHECKING:
+    from ftpd.handler import Session
+    from ftpd.tls import ServerTLS
 
 DEFAULT_PORT = 8021
-DEFAULT_IDLE_TIMEOUT = 300.0
 
 
 class FtpServer(socketserver.ThreadingTCPServer):
-    """One daemon. Everything it needs lives on the instance, so tests can run many."""
+    """One daemon. Everything it needs lives on the instance, so tests can run many.
+
+    A connection is admitted or refused in the accepting thread, before a
+    thread is started for it, so the number of threads is bounded by
+    `limits.max_connections` whatever peers do.
+    """
 
     allow_reuse_address = True
     daemon_threads = True
     block_on_close = True
+    request_queue_size = 128
 
     def __init__(
         self,
@@ -28,18 +41,24 @@ class FtpServer(socketserver.ThreadingTCPServer):
         storage: Storage,
         users: UserStore,
         *,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        limits: Limits | None = None,
+        lockout: LockoutPolicy | None = None,
+        tls: ServerTLS | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         from ftpd.handler import Handler  # the handler imports nothing from here at runtime
 
         self.storage = storage
         self.users = users
-        self.idle_timeout = idle_timeout
+        self.limits = limits or Limits()
+        self.tls = tls
         self.log = logger or logging.getLogger("ftpd")
-        self.mechanisms = [MECHANISM]
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
+        self.mechanisms = [MECHANISM_PLUS] if tls else [MECHANISM]
+        self.gate = ConnectionGate(self.limits)
+        self.guard = LoginGuard(lockout)
+        self.stopping = threading.Event()
+        self._sessions: set[Session] = set()
+        self._sessions_lock = threading.Lock()
         super().__init__(address, Handler)
 
     @property
@@ -47,21 +66,43 @@ class FtpServer(socketserver.ThreadingTCPServer):
         host, port = self.server_address[:2]
         return str(host), int(port)
 
-    def track(self, sock: socket.socket) -> None:
-        with self._conns_lock:
-            self._conns.add(sock)
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Take a connection slot, or refuse at once with a fatal `busy` error."""
+        ip = str(client_address[0])
+        try:
+            self.gate.admit(ip)
+        except Busy as exc:
+            self.log.warning("refused ip=%s port=%s: %s", ip, client_address[1], exc)
+            if self.tls is None:  # over TLS there is no channel to say it on before a handshake
+                frame = encode("error", Role.SERVER, code=exc.code, message=str(exc), fatal=True)
+                with contextlib.suppress(OSError):
+                    request.setblocking(False)
+                    request.send(frame)
+            return False
+        return True
 
-    def untrack(self, sock: socket.socket) -> None:
-        with self._conns_lock:
-            self._conns.discard(sock)
+    def process_request(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.gate.release(str(client_address[0]))  # no thread will release it
+            raise
+
+    def track(self, session: Session) -> None:
+        with self._sessions_lock:
+            self._sessions.add(session)
+
+    def untrack(self, session: Session) -> None:
+        with self._sessions_lock:
+            self._sessions.discard(session)
 
     def server_close(self) -> None:
         """Stop listening, cut every open session, wait for their threads, close storage."""
+        self.stopping.set()
         self.socket.close()
-        with self._conns_lock:
-            conns = list(self._conns)
-        for sock in conns:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        with self._sessions_lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.abort()
         super().server_close()
         self.storage.close()

@@ -3,11 +3,13 @@
 Layout of the root:
     NAME                      published files, one path component each
     .ftpd/staging/*.part      uploads in flight; never listed, purged at start
-    .ftpd/md5.sqlite3         md5 of stored files, keyed by (size, mtime_ns, inode)
+    .ftpd/md5.sqlite3         md5 of stored files, keyed by (size, mtime_ns, inode),
+                              and who uploaded each file (for quotas)
 
 Staging lives inside the root so that publishing is a rename on one filesystem.
 The md5 cache is only a cache: a row that does not match the file's current
-stat is ignored and the file is hashed again.
+stat is ignored and the file is hashed again. Quota usage is the current size of
+the files each account uploaded, so a file removed by hand stops counting.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ import fcntl
 import hashlib
 import os
 import shutil
-import sqlite3
 import stat
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from shared.errors import BadName, Exists, FtpError, NoSpace, NotFound, TooLarge
+from ftpd.catalog import Md5Cache
+from shared.errors import BadName, Exists, FtpError, NoSpace, NotFound, QuotaExceeded, TooLarge
 from shared.names import RESERVED_PREFIX, check_name
 
 HASH_CHUNK = 1 << 20
@@ -46,65 +49,6 @@ class Entry:
     size: int
     mtime: int
     md5: str
-
-
-class Md5Cache:
-    """md5 of stored files, so a download or listing does not hash again."""
-
-    def __init__(self, path: Path) -> None:
-        self._lock = threading.Lock()
-        try:
-            self._db = self._open(path)
-        except sqlite3.DatabaseError:
-            path.unlink(missing_ok=True)
-            self._db = self._open(path)
-
-    @staticmethod
-    def _open(path: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=OFF")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS md5 (name TEXT PRIMARY KEY, size INTEGER,"
-                " mtime_ns INTEGER, ino INTEGER, md5 TEXT)"
-            )
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
-        return db
-
-    def lookup(self, name: str, st: os.stat_result) -> str | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT md5 FROM md5 WHERE name=? AND size=? AND mtime_ns=? AND ino=?",
-                (name, st.st_size, st.st_mtime_ns, st.st_ino),
-            ).fetchone()
-        return row[0] if row else None
-
-    def all(self) -> dict[str, tuple[int, int, int, str]]:
-        with self._lock:
-            rows = self._db.execute("SELECT name, size, mtime_ns, ino, md5 FROM md5").fetchall()
-        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
-
-    def store(self, name: str, st: os.stat_result, md5: str) -> None:
-        self.store_many([(name, st, md5)])
-
-    def store_many(self, rows: list[tuple[str, os.stat_result, str]]) -> None:
-        """One transaction for many rows: a first listing of a large root hashes them all."""
-        with self._lock, self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO md5 VALUES (?, ?, ?, ?, ?)",
-                [(n, st.st_size, st.st_mtime_ns, st.st_ino, md5) for n, st, md5 in rows],
-            )
-
-    def forget(self, name: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM md5 WHERE name=?", (name,))
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
 
 def hash_file(f: BinaryIO) -> str:
@@ -140,6 +84,11 @@ class Storage:
             raise RootInUse(f"another ftpd is already serving {self.root}") from exc
         self.purged = self._purge_staging()
         self.cache = Md5Cache(meta / "md5.sqlite3")
+        # Bytes promised to uploads in flight, so that concurrent uploads cannot together
+        # overrun the free space or a quota that each one alone fits in.
+        self._reserve_lock = threading.Lock()
+        self._inflight = 0
+        self._inflight_by: Counter[str] = Counter()
 
     def _purge_staging(self) -> int:
         """Remove uploads a crash left behind; they were never published."""
@@ -211,8 +160,18 @@ class Storage:
     # --- writing ---------------------------------------------------------------
 
     def free_space(self) -> int:
+        """Bytes an upload may still use: free space less the reserve and uploads in flight."""
         vfs = os.statvfs(self.root)
-        return max(0, vfs.f_bavail * vfs.f_frsize - self.reserve)
+        return max(0, vfs.f_bavail * vfs.f_frsize - self.reserve - self._inflight)
+
+    def usage(self, owner: str) -> int:
+        """Bytes of stored files uploaded by `owner`, plus its uploads in flight."""
+        total = self._inflight_by[owner]
+        for name in self.cache.owned_by(owner):
+            st = self._stat(name)
+            if st is not None:
+                total += st.st_size
+        return total
 
     def existing(self, name: str) -> Entry | None:
         """The published entry under `name`, or None."""
@@ -222,23 +181,61 @@ class Storage:
         except NotFound:
             return None
 
-    def check_upload(self, name: str, size: int) -> str:
+    def check_upload(
+        self, name: str, size: int, owner: str | None = None, quota: int | None = None
+    ) -> str:
         """Refuse an upload before any byte is read; return the checked name."""
         name = check_name(name)
+        st = None
         with contextlib.suppress(FileNotFoundError):
-            if not stat.S_ISREG(os.lstat(os.path.join(self.root, name)).st_mode):
+            st = os.lstat(os.path.join(self.root, name))
+            if not stat.S_ISREG(st.st_mode):
                 raise Exists(
                     f"{name!r} is taken by something that is not a file (a link or folder)"
                 )
         if self.max_file_size is not None and size > self.max_file_size:
             raise TooLarge(f"{size} bytes is over the limit of {self.max_file_size} bytes")
+        if quota is not None and owner is not None:
+            used = self.usage(owner)
+            if st is not None and self.cache.owner_of(name) == owner:
+                used -= st.st_size  # replacing one's own file frees its bytes
+            if used + size > quota:
+                raise QuotaExceeded(
+                    f"{size} bytes would take {owner!r} over its quota of {quota} bytes"
+                    f" ({max(0, used)} used)"
+                )
         free = self.free_space()
         if size > free:
             raise NoSpace(f"{size} bytes do not fit: {free} bytes free")
         return name
 
-    def begin_upload(self, name: str, size: int, overwrite: bool) -> Upload:
-        return Upload(self, check_name(name), size, overwrite)
+    def begin_upload(
+        self,
+        name: str,
+        size: int,
+        overwrite: bool,
+        owner: str | None = None,
+        quota: int | None = None,
+    ) -> Upload:
+        """Check the upload and reserve its bytes in one step; the Upload releases them."""
+        with self._reserve_lock:
+            name = self.check_upload(name, size, owner, quota)
+            self._inflight += size
+            if owner is not None:
+                self._inflight_by[owner] += size
+        try:
+            return Upload(self, name, size, overwrite, owner)
+        except BaseException:
+            self._release(size, owner)
+            raise
+
+    def _release(self, size: int, owner: str | None) -> None:
+        with self._reserve_lock:
+            self._inflight -= size
+            if owner is not None:
+                self._inflight_by[owner] -= size
+                if self._inflight_by[owner] <= 0:
+                    del self._inflight_by[owner]
 
     def remove(self, name: str) -> str:
         """Delete a published file; return its checked name."""
@@ -298,11 +295,15 @@ class _Opened:
 class Upload:
     """One upload in flight: a staging file hashed as the bytes arrive."""
 
-    def __init__(self, storage: Storage, name: str, size: int, overwrite: bool) -> None:
+    def __init__(
+        self, storage: Storage, name: str, size: int, overwrite: bool, owner: str | None
+    ) -> None:
         self.storage = storage
         self.name = name
         self.size = size
         self.overwrite = overwrite
+        self.owner = owner
+        self._reserved = True
         self.received = 0
         self._md5 = hashlib.md5()
         self.path = storage.staging / f"{uuid.uuid4().hex}.part"
@@ -327,8 +328,19 @@ class Upload:
     def md5(self) -> str:
         return self._md5.hexdigest()
 
+    def _unreserve(self) -> None:
+        if self._reserved:
+            self._reserved = False
+            self.storage._release(self.size, self.owner)
+
     def commit(self) -> Entry:
         """fsync, publish atomically, fsync the directory. Only then is it stored."""
+        try:
+            return self._commit()
+        finally:
+            self._unreserve()
+
+    def _commit(self) -> Entry:
         try:
             os.fsync(self._file.fileno())
             st = os.fstat(self._file.fileno())
@@ -351,10 +363,12 @@ class Upload:
                 self.path.unlink(missing_ok=True)
         _fsync_dir(self.storage.root)
         self.storage.cache.store(self.name, st, self.md5)
+        self.storage.cache.set_owner(self.name, self.owner)
         return Entry(self.name, st.st_size, st.st_mtime_ns // 10**9, self.md5)
 
     def abort(self) -> None:
         """Drop the staging file; the published version, if any, is untouched."""
+        self._unreserve()
         self._file.close()
         self.path.unlink(missing_ok=True)
 

@@ -5,6 +5,7 @@
     │   ├── LocalProtocolError    we were about to break the protocol
     │   └── RemoteProtocolError   the peer broke it
     ├── TransportError            network (never sent: the link is gone)
+    │   └── UntrustedServer       untrusted (client side: TLS check or pin failed)
     ├── LocalFileError            local (client side only)
     │   └── LocalFileExists       local-exists
     ├── StaleListing              stale-listing (client side only)
@@ -18,6 +19,9 @@
         ├── ChecksumMismatch      checksum-mismatch
         ├── TooLarge              too-large
         ├── NoSpace               no-space
+        ├── QuotaExceeded         quota-exceeded
+        ├── Busy                  busy (too many connections; always fatal)
+        ├── LockedOut             locked-out (too many failed logins)
         ├── BadRequest            bad-request
         ├── VersionMismatch       unsupported-version
         └── InternalError         internal-error
@@ -65,6 +69,12 @@ class TransportError(FtpError):
     """The connection failed, timed out or was closed part way through."""
 
     code = "network"
+
+
+class UntrustedServer(TransportError):
+    """The server's certificate failed verification, or differs from the pinned one."""
+
+    code = "untrusted"
 
 
 class LocalFileError(FtpError):
@@ -127,6 +137,24 @@ class NoSpace(RequestError):
     code = "no-space"
 
 
+class QuotaExceeded(RequestError):
+    """The upload would take the account over its byte quota."""
+
+    code = "quota-exceeded"
+
+
+class Busy(RequestError):
+    """The server is at its connection limit, in total or for this address."""
+
+    code = "busy"
+
+
+class LockedOut(RequestError):
+    """Too many failed logins for this account or address: wait, then try again."""
+
+    code = "locked-out"
+
+
 class BadRequest(RequestError):
     code = "bad-request"
 
@@ -153,6 +181,9 @@ WIRE_ERRORS: dict[str, type[FtpError]] = {
         ChecksumMismatch,
         TooLarge,
         NoSpace,
+        QuotaExceeded,
+        Busy,
+        LockedOut,
         BadRequest,
         InternalError,
         VersionMismatch,

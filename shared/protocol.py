@@ -308,6 +308,11 @@ class Decoder:
         """Bytes received but not yet handed out."""
         return len(self._buf) - self._pos
 
+    @property
+    def mid_header(self) -> bool:
+        """True once part of a length prefix or header has arrived, and until it is whole."""
+        return self.state is State.HEADER or (self.state is State.LENGTH and self.buffered > 0)
+
     def receive_data(self, data: bytes) -> None:
         if self._pos and self._pos == len(self._buf):
             self._buf.clear()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from shared.errors import LocalFileError, LocalProtocolError, RemoteProtocolError, TransportError
@@ -22,20 +23,79 @@ from shared.protocol import (
 
 CHUNK = 1 << 20
 """Body bytes moved per system call: large buffers keep the per-chunk cost low."""
+SENDFILE_CHUNK = 8 << 20
+"""Bytes per sendfile call: small enough to check the transfer rate between calls."""
 
 Sink = Callable[[memoryview], None]
 
 
-class Channel:
-    """One end of a connection: `role` is who we are."""
+class RateGuard:
+    """Drops a transfer that averages under `min_rate` bytes/s over any `window` seconds."""
 
-    def __init__(self, sock: socket.socket, role: Role) -> None:
+    def __init__(
+        self, min_rate: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.min_rate = min_rate
+        self.window = window
+        self.clock = clock
+        self._start = clock()
+        self._count = 0
+
+    def update(self, n: int) -> None:
+        self._count += n
+        now = self.clock()
+        elapsed = now - self._start
+        if elapsed < self.window:
+            return
+        if self._count < self.min_rate * elapsed:
+            raise TransportError(
+                f"transfer too slow: {self._count} bytes in {elapsed:.0f} s,"
+                f" under the minimum of {self.min_rate} bytes/s"
+            )
+        self._start, self._count = now, 0
+
+
+class Channel:
+    """One end of a connection: `role` is who we are.
+
+    The socket's own timeout is the idle timeout. `header_timeout` bounds the
+    time from a header's first byte to its last, and `min_rate` (bytes/s,
+    judged over `rate_window` seconds) drops stalled bodies, so that a peer
+    trickling bytes cannot hold the thread serving it.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        role: Role,
+        *,
+        header_timeout: float | None = None,
+        min_rate: int = 0,
+        rate_window: float = 30.0,
+    ) -> None:
         self.sock = sock
         self.role = role
         peer = Role.SERVER if role is Role.CLIENT else Role.CLIENT
         self.decoder = Decoder(peer)
+        self.header_timeout = header_timeout
+        self.min_rate = min_rate
+        self.rate_window = rate_window
         self._buf = bytearray(CHUNK)
         self._view = memoryview(self._buf)
+
+    @contextlib.contextmanager
+    def _body_pace(self) -> Iterator[RateGuard | None]:
+        """While a body moves, wait at most one rate window per call, and judge the rate."""
+        if not self.min_rate:
+            yield None
+            return
+        idle = self.sock.gettimeout()
+        self.sock.settimeout(self.rate_window if idle is None else min(idle, self.rate_window))
+        try:
+            yield RateGuard(self.min_rate, self.rate_window)
+        finally:
+            with contextlib.suppress(OSError):
+                self.sock.settimeout(idle)
 
     # --- sending ---------------------------------------------------------------
 
@@ -56,21 +116,36 @@ class Channel:
         and the caller must drop the connection (LocalFileError).
         """
         sent = 0
-        if on_chunk is None and size:
-            try:
-                sent = self.sock.sendfile(f, offset=f.tell(), count=size)
-            except OSError as exc:
-                raise TransportError(f"connection lost while sending: {_describe(exc)}") from exc
-        else:
-            while sent < size:
-                n = f.readinto(self._view[: min(CHUNK, size - sent)])  # type: ignore[attr-defined]
-                if not n:
-                    break
-                chunk = self._view[:n]
-                if on_chunk is not None:
+        with self._body_pace() as guard:
+            if on_chunk is None:
+                offset = f.tell()
+                while sent < size:
+                    try:
+                        n = self.sock.sendfile(
+                            f, offset=offset + sent, count=min(SENDFILE_CHUNK, size - sent)
+                        )
+                    except TimeoutError as exc:
+                        raise TransportError("the peer stopped reading") from exc
+                    except OSError as exc:
+                        raise TransportError(
+                            f"connection lost while sending: {_describe(exc)}"
+                        ) from exc
+                    if not n:
+                        break
+                    sent += n
+                    if guard is not None:
+                        guard.update(n)
+            else:
+                while sent < size:
+                    n = f.readinto(self._view[: min(CHUNK, size - sent)])  # type: ignore[attr-defined]
+                    if not n:
+                        break
+                    chunk = self._view[:n]
                     on_chunk(chunk)
-                self.send_raw(chunk)
-                sent += n
+                    self.send_raw(chunk)
+                    sent += n
+                    if guard is not None:
+                        guard.update(n)
         if sent != size:
             name = getattr(f, "name", "the file")
             raise LocalFileError(f"{name} shrank while it was sent: {sent} of {size} bytes")
@@ -90,16 +165,37 @@ class Channel:
 
     def recv_message(self) -> Message:
         """Return the next header; a body must have been read first."""
-        while True:
-            event = self.decoder.next_event()
-            if event is NEED_DATA:
-                if self.decoder.state is State.BODY:
+        deadline: float | None = None
+        idle = self.sock.gettimeout()
+        try:
+            while True:
+                event = self.decoder.next_event()
+                if isinstance(event, Message):
+                    return event
+                if event is not NEED_DATA or self.decoder.state is State.BODY:
                     raise LocalProtocolError("recv_message called with a body unread")
-                self._fill()
-            elif isinstance(event, Message):
-                return event
-            else:
-                raise LocalProtocolError("recv_message called with a body unread")
+                if self.header_timeout is not None and self.decoder.mid_header:
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + self.header_timeout
+                    if now >= deadline:
+                        raise TransportError(
+                            f"a header took longer than {self.header_timeout:g} s to arrive"
+                        )
+                    left = deadline - now
+                    self.sock.settimeout(left if idle is None else min(idle, left))
+                try:
+                    self._fill()
+                except TransportError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise TransportError(
+                            f"a header took longer than {self.header_timeout:g} s to arrive"
+                        ) from None
+                    raise
+        finally:
+            if deadline is not None:
+                with contextlib.suppress(OSError):
+                    self.sock.settimeout(idle)
 
     def recv_body(self, sink: Sink) -> int:
         """Stream the body that follows the last header into `sink`; return its size.
@@ -108,28 +204,31 @@ class Channel:
         reused buffer, so large bodies are never framed or copied twice.
         """
         total = 0
-        while True:
-            event = self.decoder.next_event()
-            if isinstance(event, Data):
-                sink(memoryview(event.data))
-                total += len(event.data)
-            elif isinstance(event, EndOfBody):
-                return total
-            elif event is NEED_DATA:
-                want = min(CHUNK, self.decoder.body_remaining)
-                try:
-                    n = self.sock.recv_into(self._buf, want)
-                except TimeoutError as exc:
-                    raise TransportError("timed out in the middle of a body") from exc
-                except OSError as exc:
-                    raise TransportError(f"connection lost: {_describe(exc)}") from exc
-                if n == 0:
-                    raise TransportError("connection closed in the middle of a body")
-                self.decoder.consume_body(n)
-                sink(self._view[:n])
-                total += n
-            else:
-                raise RemoteProtocolError("a header arrived where a body was expected")
+        with self._body_pace() as guard:
+            while True:
+                event = self.decoder.next_event()
+                if isinstance(event, Data):
+                    sink(memoryview(event.data))
+                    total += len(event.data)
+                elif isinstance(event, EndOfBody):
+                    return total
+                elif event is NEED_DATA:
+                    want = min(CHUNK, self.decoder.body_remaining)
+                    try:
+                        n = self.sock.recv_into(self._buf, want)
+                    except TimeoutError as exc:
+                        raise TransportError("timed out in the middle of a body") from exc
+                    except OSError as exc:
+                        raise TransportError(f"connection lost: {_describe(exc)}") from exc
+                    if n == 0:
+                        raise TransportError("connection closed in the middle of a body")
+                    self.decoder.consume_body(n)
+                    sink(self._view[:n])
+                    total += n
+                    if guard is not None:
+                        guard.update(n)
+                else:
+                    raise RemoteProtocolError("a header arrived where a body was expected")
 
     def expect(self, *types: str) -> Message:
         """Receive the next message and insist on its type."""

@@ -16,6 +16,7 @@ import scramp
 
 from ftpc import Client
 from ftpd.auth import UserStore
+from ftpd.limits import Limits
 from ftpd.server import FtpServer
 from ftpd.storage import Storage
 from shared.protocol import PROTOCOL_VERSION, Message, Role, encode
@@ -60,8 +61,10 @@ def users(tmp_path: Path) -> UserStore:
 def start_daemon(
     root: Path, users: UserStore, max_file_size: int | None = None, **kw: object
 ) -> tuple[FtpServer, threading.Thread]:
+    """A daemon in a thread; keyword arguments go to FtpServer (limits default to idle 10 s)."""
     storage = Storage(root, max_file_size=max_file_size)
-    server = FtpServer(("127.0.0.1", 0), storage, users, idle_timeout=10, **kw)  # type: ignore[arg-type]
+    kw.setdefault("limits", Limits(idle_timeout=10))
+    server = FtpServer(("127.0.0.1", 0), storage, users, **kw)  # type: ignore[arg-type]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     return server, thread

@@ -139,8 +139,8 @@ def test_wrong_password_and_unknown_user(daemon: Daemon, caplog: pytest.LogCaptu
         Client(daemon.host, daemon.port, "mallory", "whatever", timeout=10)
     assert str(wrong.value) == str(unknown.value)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("login")]
-    assert any("user='alice'" in m and "result=failed" in m for m in lines)
-    assert any("user='mallory'" in m and "result=failed" in m for m in lines)
+    assert any('user="alice"' in m and "result=failed" in m for m in lines)
+    assert any('user="mallory"' in m and "result=failed" in m for m in lines)
 
 
 def test_permissions_are_enforced(daemon: Daemon, client: Client, tmp_path: Path) -> None:

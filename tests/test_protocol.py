@@ -24,16 +24,19 @@ from shared.errors import (
     AuthFailed,
     BadName,
     BadRequest,
+    Busy,
     ChecksumMismatch,
     Exists,
     FtpError,
     InternalError,
     LocalProtocolError,
+    LockedOut,
     NoSpace,
     NotAuthenticated,
     NotFound,
     PermissionDenied,
     ProtocolError,
+    QuotaExceeded,
     RemoteProtocolError,
     RequestError,
     TooLarge,
@@ -964,6 +967,9 @@ WIRE_CODES: list[tuple[str, type[FtpError]]] = [
     ("checksum-mismatch", ChecksumMismatch),
     ("too-large", TooLarge),
     ("no-space", NoSpace),
+    ("quota-exceeded", QuotaExceeded),
+    ("busy", Busy),
+    ("locked-out", LockedOut),
     ("bad-request", BadRequest),
     ("internal-error", InternalError),
     ("unsupported-version", VersionMismatch),
@@ -985,18 +991,21 @@ def test_wire_error_table_is_exactly_the_known_codes() -> None:
     # refused request covers them all (VersionMismatch included, so the server answers it).
     assert all(issubclass(cls, RequestError) for cls in WIRE_ERRORS.values())
     # Local-only errors never come off the wire.
-    assert not {"network", "local", "local-exists", "stale-listing", "error"} & WIRE_ERRORS.keys()
+    assert (
+        not {"network", "untrusted", "local", "local-exists", "stale-listing", "error"}
+        & WIRE_ERRORS.keys()
+    )
 
 
 def test_error_from_wire_keeps_an_unknown_code() -> None:
-    err = error_from_wire("quota-exceeded", "too many files")
+    err = error_from_wire("rate-limited", "too many files")
     assert type(err) is RequestError
-    assert err.code == "quota-exceeded"
+    assert err.code == "rate-limited"
     assert str(err) == "too many files"
     # The code is set on the instance, not on the class.
     assert RequestError.code == "error"
     assert error_from_wire("other", "x").code == "other"
-    assert err.code == "quota-exceeded"
+    assert err.code == "rate-limited"
 
 
 def test_an_error_message_round_trips_to_the_typed_error() -> None:

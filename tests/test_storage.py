@@ -155,10 +155,13 @@ def test_symlinks_in_the_root_are_never_followed(storage: Storage, tmp_path: Pat
         with pytest.raises(NotFound):
             storage.remove(name)
     assert secret.read_text() == "outside"
-    # Uploading over a planted symlink replaces the link, not its target.
-    store(storage, "link", b"inside", overwrite=True)
+    # Uploading over a planted symlink is refused: neither the link nor its target changes.
+    for name in ("link", "dirlink", "subdir"):
+        with pytest.raises(Exists, match="not a file"):
+            store(storage, name, b"inside", overwrite=True)
     assert secret.read_text() == "outside"
-    assert not (storage.root / "link").is_symlink()
+    assert (storage.root / "link").is_symlink()
+    assert list(storage.staging.iterdir()) == []
 
 
 def test_md5_is_cached_and_revalidated(storage: Storage) -> None:
