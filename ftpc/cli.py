@@ -11,6 +11,7 @@ import click
 
 from ftpc.client import DEFAULT_PORT, Client
 from ftpc.state import ListingState
+from ftpc.trust import TlsOptions
 from ftpc.ui import format_listing, get_files, listing_json, put_files
 from shared import __version__
 from shared.cli import cli_errors
@@ -24,6 +25,9 @@ class Settings:
     user: str | None
     quiet: bool
     timeout: float
+    tls: bool = False
+    cafile: str | None = None
+    fingerprint: str | None = None
 
     @property
     def bars(self) -> bool:
@@ -36,13 +40,35 @@ class Settings:
             password = click.prompt(f"Password for {user}@{self.host}", hide_input=True)
         return user, password
 
+    def tls_options(self) -> TlsOptions | None:
+        if not (self.tls or self.cafile or self.fingerprint):
+            return None
+        try:
+            return TlsOptions(self.cafile, self.fingerprint, confirm=_confirm_new_server)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--fingerprint") from exc
+
     def connect(self) -> Client:
+        tls = self.tls_options()
         user, password = self.credentials()
         self.user = user
-        return Client(self.host, self.port, user, password, timeout=self.timeout)
+        return Client(self.host, self.port, user, password, timeout=self.timeout, tls=tls)
 
     def state(self) -> ListingState:
         return ListingState(self.host, self.port, self.user or "")
+
+
+def _confirm_new_server(host: str, port: int, fingerprint: str) -> bool:
+    """Trust on first use, as ssh does: show the fingerprint and ask once, on a terminal only."""
+    if not sys.stdin.isatty():
+        return False
+    click.echo(
+        f"The certificate of {host}:{port} is not signed by an authority this machine knows.\n"
+        f"Its SHA256 fingerprint is {fingerprint}\n"
+        "Compare it with the one `ftpd serve` printed.",
+        err=True,
+    )
+    return click.confirm("Trust this server from now on?", default=False, err=True)
 
 
 @click.group()
@@ -70,17 +96,39 @@ class Settings:
     show_default=True,
     help="Seconds to wait on the network.",
 )
+@click.option("--tls", is_flag=True, envvar="FTPC_TLS", help="Encrypt [env FTPC_TLS=1].")
+@click.option(
+    "--cafile",
+    type=click.Path(dir_okay=False, exists=True),
+    envvar="FTPC_CAFILE",
+    help="Verify the server against these CA certificates (implies --tls).",
+)
+@click.option(
+    "--fingerprint",
+    envvar="FTPC_FINGERPRINT",
+    help="Trust only a certificate with this SHA-256 fingerprint (implies --tls).",
+)
 @click.version_option(__version__, prog_name="ftpc")
 @click.pass_context
 def main(
-    ctx: click.Context, host: str, port: int, user: str | None, quiet: bool, timeout: float
+    ctx: click.Context,
+    host: str,
+    port: int,
+    user: str | None,
+    quiet: bool,
+    timeout: float,
+    tls: bool,
+    cafile: str | None,
+    fingerprint: str | None,
 ) -> None:
     """ftpc: list, upload, download and delete files on an ftpd server.
 
     The password comes from FTPC_PASSWORD or a hidden prompt; it never crosses
-    the wire (SCRAM-SHA-256).
+    the wire (SCRAM-SHA-256). With --tls, everything is encrypted and the login
+    is bound to the server's certificate; a server met for the first time is
+    pinned after you accept its fingerprint, and a changed one is refused.
     """
-    ctx.obj = Settings(host, port, user, quiet, timeout)
+    ctx.obj = Settings(host, port, user, quiet, timeout, tls, cafile, fingerprint)
 
 
 @main.command("ls")

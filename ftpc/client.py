@@ -15,6 +15,7 @@ import hashlib
 import os
 import secrets
 import socket
+import ssl
 import stat
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from typing import BinaryIO
 import scramp
 
 from ftpc.listing import Entry, decode_listing, is_index, resolve
+from ftpc.trust import TlsOptions, open_tls
 from shared.errors import (
     AuthFailed,
     ChecksumMismatch,
@@ -36,6 +38,7 @@ from shared.errors import (
     RemoteProtocolError,
     StaleListing,
     TransportError,
+    UntrustedServer,
     VersionMismatch,
     error_from_wire,
 )
@@ -45,6 +48,8 @@ from shared.wire import Channel
 
 DEFAULT_PORT = 8021
 MECHANISM = "SCRAM-SHA-256"
+MECHANISM_PLUS = "SCRAM-SHA-256-PLUS"
+CHANNEL_BINDING = "tls-server-end-point"
 MAX_LISTING = 256 << 20
 """A listing body larger than this is refused: 100,000 entries take about 20 MB."""
 
@@ -98,19 +103,26 @@ class Client:
         password: str | None = None,
         *,
         timeout: float = 60.0,
+        tls: TlsOptions | None = None,
     ) -> None:
+        """With `tls`, the link is encrypted and the login bound to the server's certificate."""
         self.host, self.port = host, port
         self.user: str | None = None
         self.perms = ""
         self.last_listing: list[Entry] | None = None
-        try:
-            sock = socket.create_connection((host, port), timeout=timeout)
-        except OSError as exc:
-            raise TransportError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
+        if tls is not None:
+            sock: socket.socket = open_tls(host, port, timeout, tls)
+        else:
+            try:
+                sock = socket.create_connection((host, port), timeout=timeout)
+            except OSError as exc:
+                raise TransportError(
+                    f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+                ) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.chan = Channel(sock, Role.CLIENT)
         try:
-            self.hello = self._reply("hello")  # an `error` here (e.g. busy) keeps its code
+            self.hello = self._greeting(tls is not None)
             if self.hello["version"] != PROTOCOL_VERSION:
                 raise VersionMismatch(
                     f"the server speaks protocol version {self.hello['version']};"
@@ -138,6 +150,17 @@ class Client:
         finally:
             self.chan.close()
 
+    def _greeting(self, tls: bool) -> Message:
+        """The server's hello; an `error` here (such as busy) keeps its code."""
+        try:
+            return self._reply("hello")
+        except TransportError as exc:
+            if tls or isinstance(exc, UntrustedServer):
+                raise
+            raise TransportError(
+                f"{exc}: no greeting from {self.host}:{self.port} (if it serves TLS, use --tls)"
+            ) from exc
+
     def _reply(self, *types: str) -> Message:
         """The final reply to a request: an `error` becomes its typed exception.
 
@@ -163,16 +186,37 @@ class Client:
 
     # --- login -----------------------------------------------------------------
 
+    @property
+    def encrypted(self) -> bool:
+        return isinstance(self.chan.sock, ssl.SSLSocket)
+
+    def _mechanism(self) -> tuple[str, tuple[str, ssl.SSLSocket] | None]:
+        """Over TLS, only the channel-bound mechanism: a relay in the middle then fails."""
+        offered = self.hello["mechanisms"]
+        if self.encrypted:
+            if MECHANISM_PLUS not in offered:
+                self._drop()
+                raise UntrustedServer(
+                    f"over TLS the server must offer {MECHANISM_PLUS} (channel binding), but it"
+                    f" offers {', '.join(offered) or 'nothing'}: something may be relaying"
+                    " the connection"
+                )
+            return MECHANISM_PLUS, (CHANNEL_BINDING, self.chan.sock)  # type: ignore[return-value]
+        if MECHANISM not in offered:
+            if MECHANISM_PLUS in offered:
+                raise AuthFailed("the server only accepts logins over TLS: use --tls")
+            raise AuthFailed(f"the server offers no mechanism this client knows ({MECHANISM})")
+        return MECHANISM, None
+
     def login(self, user: str, password: str) -> None:
         """SCRAM-SHA-256: the password never leaves this process, and the server proves itself."""
-        if MECHANISM not in self.hello["mechanisms"]:
-            raise AuthFailed(f"the server offers no mechanism this client knows ({MECHANISM})")
+        mechanism, binding = self._mechanism()
         try:
-            scram = scramp.ScramClient([MECHANISM], user, password)
+            scram = scramp.ScramClient([mechanism], user, password, channel_binding=binding)
             first = scram.get_client_first()
         except scramp.ScramException as exc:
             raise AuthFailed(f"cannot log in as {user!r}: {exc}") from exc
-        self.chan.send("auth", version=PROTOCOL_VERSION, mechanism=MECHANISM, data=first)
+        self.chan.send("auth", version=PROTOCOL_VERSION, mechanism=mechanism, data=first)
         challenge = self._reply("challenge")
         try:
             scram.set_server_first(challenge["data"])

@@ -160,6 +160,8 @@ class Session:
             self.reply_error(InternalError("internal server error"), fatal=True)
         finally:
             self.chan.close()
+            with contextlib.suppress(OSError):
+                self.sock.close()  # the TLS socket, when a handshake failed before the channel
 
     def reply_error(self, exc: FtpError, fatal: bool = False) -> None:
         """Send the final reply for a refused request; `fatal` says the connection ends now."""
