@@ -104,6 +104,7 @@ class Client:
         *,
         timeout: float = 60.0,
         tls: TlsOptions | None = None,
+        source_address: tuple[str, int] | None = None,
     ) -> None:
         """With `tls`, the link is encrypted and the login bound to the server's certificate."""
         self.host, self.port = host, port
@@ -111,10 +112,12 @@ class Client:
         self.perms = ""
         self.last_listing: list[Entry] | None = None
         if tls is not None:
-            sock: socket.socket = open_tls(host, port, timeout, tls)
+            sock: socket.socket = open_tls(host, port, timeout, tls, source_address)
         else:
             try:
-                sock = socket.create_connection((host, port), timeout=timeout)
+                sock = socket.create_connection(
+                    (host, port), timeout=timeout, source_address=source_address
+                )
             except OSError as exc:
                 raise TransportError(
                     f"cannot connect to {host}:{port}: {exc.strerror or exc}"

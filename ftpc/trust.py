@@ -98,9 +98,14 @@ def _context(verify: bool, cafile: str | None = None) -> ssl.SSLContext:
     return context
 
 
-def _handshake(host: str, port: int, timeout: float, context: ssl.SSLContext) -> ssl.SSLSocket:
+Source = tuple[str, int] | None
+
+
+def _handshake(
+    host: str, port: int, timeout: float, context: ssl.SSLContext, source: Source = None
+) -> ssl.SSLSocket:
     try:
-        raw = socket.create_connection((host, port), timeout=timeout)
+        raw = socket.create_connection((host, port), timeout=timeout, source_address=source)
     except OSError as exc:
         raise TransportError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
     try:
@@ -115,13 +120,15 @@ def _handshake(host: str, port: int, timeout: float, context: ssl.SSLContext) ->
         raise TransportError(f"TLS handshake with {host}:{port} failed: {reason}{hint}") from exc
 
 
-def _pinned(host: str, port: int, timeout: float, expected: str, source: str) -> ssl.SSLSocket:
-    sock = _handshake(host, port, timeout, _context(verify=False))
+def _pinned(
+    host: str, port: int, timeout: float, expected: str, why: str, source: Source
+) -> ssl.SSLSocket:
+    sock = _handshake(host, port, timeout, _context(verify=False), source)
     actual = fingerprint(sock.getpeercert(binary_form=True) or b"")
     if actual != expected:
         sock.close()
         raise UntrustedServer(
-            f"the certificate of {host}:{port} does not match {source}!\n"
+            f"the certificate of {host}:{port} does not match {why}!\n"
             f"  expected SHA256 {expected}\n"
             f"  received SHA256 {actual}\n"
             "Someone may be intercepting the connection, or the server's certificate changed."
@@ -131,17 +138,19 @@ def _pinned(host: str, port: int, timeout: float, expected: str, source: str) ->
     return sock
 
 
-def open_tls(host: str, port: int, timeout: float, options: TlsOptions) -> ssl.SSLSocket:
+def open_tls(
+    host: str, port: int, timeout: float, options: TlsOptions, source: Source = None
+) -> ssl.SSLSocket:
     """Connect, handshake and decide trust; return the socket or raise UntrustedServer."""
     if options.fingerprint is not None:
-        return _pinned(host, port, timeout, options.fingerprint, "the --fingerprint given")
+        return _pinned(host, port, timeout, options.fingerprint, "the --fingerprint given", source)
     if options.cafile is not None:
         try:
             context = _context(verify=True, cafile=options.cafile)
         except (OSError, ssl.SSLError) as exc:
             raise LocalFileError(f"cannot use {options.cafile} as a CA file: {exc}") from exc
         try:
-            return _handshake(host, port, timeout, context)
+            return _handshake(host, port, timeout, context, source)
         except ssl.SSLCertVerificationError as exc:
             raise UntrustedServer(
                 f"the certificate of {host}:{port} is not trusted by {options.cafile}:"
@@ -149,12 +158,11 @@ def open_tls(host: str, port: int, timeout: float, options: TlsOptions) -> ssl.S
             ) from exc
     pinned = options.known_hosts.get(host, port)
     if pinned is not None:
-        return _pinned(
-            host, port, timeout, pinned, f"the fingerprint pinned in {options.known_hosts.path}"
-        )
+        why = f"the fingerprint pinned in {options.known_hosts.path}"
+        return _pinned(host, port, timeout, pinned, why, source)
     with contextlib.suppress(ssl.SSLCertVerificationError):
-        return _handshake(host, port, timeout, _context(verify=True))
-    sock = _handshake(host, port, timeout, _context(verify=False))
+        return _handshake(host, port, timeout, _context(verify=True), source)
+    sock = _handshake(host, port, timeout, _context(verify=False), source)
     fp = fingerprint(sock.getpeercert(binary_form=True) or b"")
     if options.confirm is None or not options.confirm(host, port, fp):
         sock.close()

@@ -57,6 +57,11 @@ class Handler(socketserver.BaseRequestHandler):
             self.server.gate.release(ip)
 
 
+def _one_token(text: str) -> str:
+    """Quote a peer's words as one log token with no space or '=', so no field can be forged."""
+    return json.dumps(text).replace(" ", "\\u0020").replace("=", "\\u003d")
+
+
 class _UploadSink:
     """Writes body bytes to staging; after a write error, keeps draining to stay in frame."""
 
@@ -220,7 +225,7 @@ class Session:
             self.peer,
             result,
             time.monotonic() - self.login_started,
-            json.dumps(user),
+            _one_token(user),
         )
 
     def do_auth_final(self, msg: Message) -> None:
@@ -234,7 +239,7 @@ class Session:
             self._log_login(login.user, "failed")
             verdict = guard.failed(login.user, self.ip)
             for kind in verdict.locked:
-                who = f"account {json.dumps(login.user)}" if kind == "account" else "address"
+                who = f"account {_one_token(login.user)}" if kind == "account" else "address"
                 self.log.warning(
                     "lockout ip=%s %s locked for %.0f s after too many failed logins",
                     self.ip,
