@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import scramp
@@ -186,3 +192,65 @@ def fake_server(script: bytes) -> Iterator[int]:
         yield listener.getsockname()[1]
     finally:
         thread.join(15)
+
+
+class ProcessDaemon:
+    """`ftpd serve` as a real process, for faults a thread cannot show (SIGKILL, a full disk).
+
+    stderr (the log) goes to a file, so a chatty daemon never blocks on a full pipe.
+    """
+
+    def __init__(self, root: Path, users: Path, *args: str, wrap: list[str] | None = None) -> None:
+        self.log_path = root.parent / f"{root.name}.log"
+        cmd = [sys.executable, "-m", "ftpd", "serve", "--root", str(root), "--users", str(users)]
+        cmd += ["--port", "0", *args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*(wrap or []), *cmd], stdout=subprocess.PIPE, stderr=log, text=True, env=env
+            )
+        assert self.proc.stdout is not None
+        line = ""
+        for _ in range(5):  # a TLS fingerprint line may come first
+            line = self.proc.stdout.readline()
+            if line.startswith("listening on") or not line:
+                break
+        match = re.match(r"listening on ([\d.]+):(\d+)", line)
+        if not match:
+            self.kill()
+            raise RuntimeError(f"ftpd did not start: {line!r}\n{self.log}")
+        self.host, self.port = match.group(1), int(match.group(2))
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def client(self, user: str = "alice", **kw: Any) -> Client:
+        return Client(self.host, self.port, user, ACCOUNTS[user][0], timeout=30, **kw)
+
+    def rss(self) -> tuple[int, int]:
+        """(current, peak) resident memory of the daemon, in bytes."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        values = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.MULTILINE))
+        return int(values["VmRSS"]) * 1024, int(values["VmHWM"]) * 1024
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=30)
+
+    def stop(self) -> int:
+        """SIGTERM, as systemd would; return the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        return self.proc.returncode
+
+    def __enter__(self) -> ProcessDaemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
