@@ -23,6 +23,8 @@ from shared.protocol import (
 
 CHUNK = 1 << 20
 """Body bytes moved per system call: large buffers keep the per-chunk cost low."""
+HEADER_CHUNK = 1 << 16
+"""Bytes read per call between bodies; an idle connection holds no more than this."""
 SENDFILE_CHUNK = 8 << 20
 """Bytes per sendfile call: small enough to check the transfer rate between calls."""
 
@@ -80,8 +82,17 @@ class Channel:
         self.header_timeout = header_timeout
         self.min_rate = min_rate
         self.rate_window = rate_window
-        self._buf = bytearray(CHUNK)
-        self._view = memoryview(self._buf)
+        self._small = bytearray(HEADER_CHUNK)
+        self._small_view = memoryview(self._small)
+        self._body_view: memoryview | None = None
+
+    def _body_buffer(self, size: int) -> memoryview:
+        """A buffer for a body of `size` bytes, up to CHUNK, made when first needed and
+        reused: idle connections and small files never hold a whole CHUNK."""
+        want = min(CHUNK, max(size, HEADER_CHUNK))
+        if self._body_view is None or len(self._body_view) < want:
+            self._body_view = memoryview(bytearray(want))
+        return self._body_view
 
     @contextlib.contextmanager
     def _body_pace(self) -> Iterator[RateGuard | None]:
@@ -136,11 +147,12 @@ class Channel:
                     if guard is not None:
                         guard.update(n)
             else:
+                buf = self._body_buffer(size)
                 while sent < size:
-                    n = f.readinto(self._view[: min(CHUNK, size - sent)])  # type: ignore[attr-defined]
+                    n = f.readinto(buf[: min(len(buf), size - sent)])  # type: ignore[attr-defined]
                     if not n:
                         break
-                    chunk = self._view[:n]
+                    chunk = buf[:n]
                     on_chunk(chunk)
                     self.send_raw(chunk)
                     sent += n
@@ -154,14 +166,14 @@ class Channel:
 
     def _fill(self) -> None:
         try:
-            n = self.sock.recv_into(self._buf, CHUNK)
+            n = self.sock.recv_into(self._small, HEADER_CHUNK)
         except TimeoutError as exc:
             raise TransportError("timed out waiting for the peer") from exc
         except OSError as exc:
             raise TransportError(f"connection lost: {_describe(exc)}") from exc
         if n == 0:
             raise TransportError("connection closed by the peer")
-        self.decoder.receive_data(self._view[:n])
+        self.decoder.receive_data(self._small_view[:n])
 
     def recv_message(self) -> Message:
         """Return the next header; a body must have been read first."""
@@ -213,9 +225,10 @@ class Channel:
                 elif isinstance(event, EndOfBody):
                     return total
                 elif event is NEED_DATA:
-                    want = min(CHUNK, self.decoder.body_remaining)
+                    buf = self._body_buffer(self.decoder.body_remaining)
+                    want = min(len(buf), self.decoder.body_remaining)
                     try:
-                        n = self.sock.recv_into(self._buf, want)
+                        n = self.sock.recv_into(buf, want)
                     except TimeoutError as exc:
                         raise TransportError("timed out in the middle of a body") from exc
                     except OSError as exc:
@@ -223,7 +236,7 @@ class Channel:
                     if n == 0:
                         raise TransportError("connection closed in the middle of a body")
                     self.decoder.consume_body(n)
-                    sink(self._view[:n])
+                    sink(buf[:n])
                     total += n
                     if guard is not None:
                         guard.update(n)

@@ -226,7 +226,8 @@ class ProcessDaemon:
         return self.log_path.read_text(errors="replace")
 
     def client(self, user: str = "alice", **kw: Any) -> Client:
-        return Client(self.host, self.port, user, ACCOUNTS[user][0], timeout=30, **kw)
+        kw.setdefault("timeout", 30)
+        return Client(self.host, self.port, user, ACCOUNTS[user][0], **kw)
 
     def rss(self) -> tuple[int, int]:
         """(current, peak) resident memory of the daemon, in bytes."""
