@@ -211,8 +211,10 @@ class ProcessDaemon:
             )
         assert self.proc.stdout is not None
         line = ""
+        self.banner: list[str] = []
         for _ in range(5):  # a TLS fingerprint line may come first
             line = self.proc.stdout.readline()
+            self.banner.append(line)
             if line.startswith("listening on") or not line:
                 break
         match = re.match(r"listening on ([\d.]+):(\d+)", line)

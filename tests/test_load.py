@@ -87,6 +87,7 @@ def test_200_clients_put_get_ls(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_200_clients_moving_4_gib(tmp_path: Path) -> None:
     """By hand: `pytest -m slow -s tests/test_load.py`; the figures go in the closing note."""
     figures, problems = run_load(tmp_path, clients=200, rounds=5, size=2 << 20)

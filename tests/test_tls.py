@@ -25,7 +25,15 @@ from ftpd.server import FtpServer
 from ftpd.tls import ServerTLS, load_server_tls, make_self_signed
 from shared.certs import fingerprint, parse_fingerprint
 from shared.errors import AuthFailed, TransportError, UntrustedServer
-from tests.conftest import ACCOUNTS, fake_hello, start_daemon, stop_daemon, wait_until
+from tests.conftest import (
+    ACCOUNTS,
+    TEST_ITERATIONS,
+    ProcessDaemon,
+    fake_hello,
+    start_daemon,
+    stop_daemon,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +329,31 @@ def test_server_tls_is_plain_data(certs: dict[str, tuple[Path, Path, str]]) -> N
     assert isinstance(tls, ServerTLS) and "BEGIN CERTIFICATE" in tls.cert_pem
     with pytest.raises(ssl.SSLError):
         load_server_tls(cert, certs["relay"][1])  # a key that does not match
+
+
+def test_ftpd_serve_over_tls_as_a_real_process(
+    certs: dict[str, tuple[Path, Path, str]], tmp_path: Path
+) -> None:
+    cert, key, fp = certs["server"]
+    store = UserStore(tmp_path / "users.json")
+    store.add("alice", ACCOUNTS["alice"][0], "rwd", iterations=TEST_ITERATIONS)
+    args = ("--tls-cert", str(cert), "--tls-key", str(key))
+    with ProcessDaemon(tmp_path / "root", store.path, *args) as daemon:
+        assert daemon.banner[0] == f"TLS certificate SHA256 fingerprint: {fp}\n"
+        assert daemon.banner[1].endswith("(TLS)\n")
+        with daemon.client(tls=options(tmp_path, fingerprint=fp)) as c:
+            assert c.encrypted and c.list() == []
+    assert daemon.proc.returncode == 0
+
+
+def test_serve_refuses_half_or_wrong_tls_options(
+    certs: dict[str, tuple[Path, Path, str]], tmp_path: Path
+) -> None:
+    cert = certs["server"][0]
+    base = ["serve", "--root", str(tmp_path / "r"), "--users", str(tmp_path / "u.json")]
+    half = CliRunner().invoke(ftpd_main, [*base, "--tls-cert", str(cert)])
+    assert half.exit_code == 2 and "go together" in half.output
+    wrong = CliRunner().invoke(
+        ftpd_main, [*base, "--tls-cert", str(cert), "--tls-key", str(certs["relay"][1])]
+    )
+    assert wrong.exit_code == 1 and "cannot use" in wrong.output
