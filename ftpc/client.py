@@ -286,7 +286,7 @@ class Client:
         started = time.monotonic()
         path = Path(path)
         name = check_name(name if name is not None else path.name)
-        with _open_regular(path) as f:
+        with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             self.chan.send("put", name=name, size=size, overwrite=overwrite)
             trailer = True
@@ -324,6 +324,30 @@ class Client:
         if ok.get("md5") != md5:
             raise ChecksumMismatch(f"server stored md5 {ok.get('md5')}, we sent {md5}")
         return PutResult(name, size, md5, bool(ok.get("existed")), time.monotonic() - started)
+
+    def put_many(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        overwrite: bool = False,
+        on_progress: Progress | None = None,
+        on_result: Callable[[Path, PutResult | FtpError], None] | None = None,
+    ) -> list[PutResult | FtpError]:
+        """Upload many files, small ones pipelined so the server commits them in groups.
+
+        Returns one outcome per path, in order: a PutResult, or the error that refused
+        that file (exists, quota, unreadable, ...); the other files go on regardless.
+        `on_result(path, outcome)` is called as each one is settled.
+        """
+        from ftpc.pipeline import put_many  # it builds on this module
+
+        return list(
+            put_many(self, paths, overwrite=overwrite, on_progress=on_progress, on_result=on_result)
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self.chan.sock.fileno() != -1
 
     # --- download --------------------------------------------------------------
 
@@ -412,7 +436,7 @@ def _create_part(target: Path) -> tuple[int, str]:
     raise OSError(errno.EEXIST, "no free temporary name")
 
 
-def _open_regular(path: Path) -> BinaryIO:
+def open_regular(path: Path) -> BinaryIO:
     """Open a local file for upload; a device or FIFO has no honest size, so refuse it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ftpc.client import Client, GetResult, PutResult
 from ftpc.listing import Entry
+from shared.errors import FtpError
 
 Echo = Callable[[str], None]
 
@@ -115,15 +116,36 @@ def get_line(r: GetResult) -> str:
 def put_files(
     client: Client, paths: Sequence[Path], overwrite: bool, bars_on: bool, echo: Echo
 ) -> None:
+    """One file gets its own bar; several are pipelined under one overall bar.
+
+    A file that is refused does not stop the others; the failures are summed up at the end.
+    """
     sizes = [p.stat().st_size if p.is_file() else 0 for p in paths]
     bars = Bars(bars_on, echo, len(paths), sum(sizes))
+    failures: list[tuple[Path, FtpError]] = []
     try:
-        for path, size in zip(paths, sizes, strict=False):
-            with bars.file(path.name, size) as advance:
-                result = client.put(path, overwrite=overwrite, on_progress=advance)
+        if len(paths) == 1:
+            with bars.file(paths[0].name, sizes[0]) as advance:
+                result = client.put(paths[0], overwrite=overwrite, on_progress=advance)
             bars.echo(put_line(result))
+            return
+
+        def report(path: Path, outcome: PutResult | FtpError) -> None:
+            if isinstance(outcome, FtpError):
+                failures.append((path, outcome))
+                bars.echo(f"failed {path.name}: {outcome}")
+            else:
+                bars.echo(put_line(outcome))
+
+        overall = bars.overall.update if bars.overall is not None else None
+        client.put_many(paths, overwrite=overwrite, on_progress=overall, on_result=report)
     finally:
         bars.close()
+    if failures:
+        path, first = failures[0]
+        raise type(first)(
+            f"{len(failures)} of {len(paths)} files failed; the first, {path.name}: {first}"
+        )
 
 
 def get_files(

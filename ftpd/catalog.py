@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -35,6 +37,17 @@ class Md5Cache:
             raise
         return db
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One explicit transaction: the connection is in autocommit mode otherwise."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def lookup(self, name: str, st: os.stat_result) -> str | None:
         with self._lock:
             row = self._db.execute(
@@ -53,14 +66,26 @@ class Md5Cache:
 
     def store_many(self, rows: list[tuple[str, os.stat_result, str]]) -> None:
         """One transaction for many rows: a first listing of a large root hashes them all."""
-        with self._lock, self._db:
+        with self._lock, self._transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO md5 VALUES (?, ?, ?, ?, ?)",
                 [(n, st.st_size, st.st_mtime_ns, st.st_ino, md5) for n, st, md5 in rows],
             )
 
+    def record(self, rows: list[tuple[str, os.stat_result, str, str | None]]) -> None:
+        """md5 and owner of freshly stored files, in one transaction (a group commit's worth)."""
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO md5 VALUES (?, ?, ?, ?, ?)",
+                [(n, st.st_size, st.st_mtime_ns, st.st_ino, md5) for n, st, md5, _ in rows],
+            )
+            self._db.executemany("DELETE FROM owner WHERE name=?", [(r[0],) for r in rows])
+            self._db.executemany(
+                "INSERT INTO owner VALUES (?, ?)", [(r[0], r[3]) for r in rows if r[3] is not None]
+            )
+
     def forget(self, name: str) -> None:
-        with self._lock, self._db:
+        with self._lock, self._transaction():
             self._db.execute("DELETE FROM md5 WHERE name=?", (name,))
             self._db.execute("DELETE FROM owner WHERE name=?", (name,))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import socketserver
 import ssl
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ftpd.auth import AccountError, ScramLogin
+from ftpd.batch import CommitBatch
 from ftpd.storage import Entry, Upload
 from shared import __version__
 from shared.errors import (
@@ -31,14 +33,23 @@ from shared.errors import (
 )
 from shared.listing import encode_listing
 from shared.names import check_name
-from shared.protocol import MAX_HEADER, MESSAGES, PROTOCOL_VERSION, VERBS, Message, Role
+from shared.protocol import (
+    MAX_HEADER,
+    MAX_INLINE,
+    MESSAGES,
+    PROTOCOL_VERSION,
+    VERBS,
+    Message,
+    Role,
+    State,
+)
 from shared.wire import Channel
 
 if TYPE_CHECKING:
     from ftpd.auth import Account
     from ftpd.server import FtpServer
 
-CAPABILITIES = ["md5", "md5-trailer", "overwrite"]
+CAPABILITIES = ["md5", "md5-trailer", "overwrite", "upload"]
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -60,6 +71,10 @@ class Handler(socketserver.BaseRequestHandler):
 def _one_token(text: str) -> str:
     """Quote a peer's words as one log token with no space or '=', so no field can be forged."""
     return json.dumps(text).replace(" ", "\\u0020").replace("=", "\\u003d")
+
+
+def _discard(chunk: memoryview) -> None:
+    """A sink for the body of a refused upload."""
 
 
 class _UploadSink:
@@ -99,6 +114,13 @@ class Session:
             verb: getattr(self, "do_" + verb.replace("-", "_")) for verb in VERBS
         }
         self.running = True
+        self.batch = CommitBatch(
+            self.storage,
+            lambda frames: self.chan.send_raw(frames),
+            lambda name, size, md5, started, result: self._log_transfer(
+                "put", name, size, md5, started, result
+            ),
+        )
 
     @property
     def user(self) -> str:
@@ -154,19 +176,48 @@ class Session:
             )
             while self.running:
                 self.dispatch(self.chan.recv_message())
+                if self.batch and (self.batch.full or not self._input_ready()):
+                    self.batch.flush()  # nothing more pipelined right now: commit and answer
         except TransportError as exc:
             if str(exc) != "connection closed by the peer":
                 self.log.info("dropped peer=%s user=%s: %s", self.peer, self.user, exc)
         except ProtocolError as exc:
             self.log.warning("protocol error peer=%s user=%s: %s", self.peer, self.user, exc)
+            self._settle()
             self.reply_error(BadRequest(str(exc)), fatal=True)
         except Exception:
             self.log.exception("internal error peer=%s user=%s", self.peer, self.user)
             self.reply_error(InternalError("internal server error"), fatal=True)
         finally:
+            self._settle()
             self.chan.close()
             with contextlib.suppress(OSError):
                 self.sock.close()  # the TLS socket, when a handshake failed before the channel
+
+    def _input_ready(self) -> bool:
+        """Is another request already here (buffered, or readable without waiting)?"""
+        if self.chan.decoder.buffered:
+            return True
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(0))
+
+    def _settle(self) -> None:
+        """Commit and answer uploads already received, whatever ends the session.
+
+        They arrived whole and verified; if the answers cannot be delivered, the
+        files are stored all the same (as after a crash between publish and reply).
+        """
+        if not self.batch:
+            return
+        try:
+            self.batch.flush()
+        except FtpError:
+            pass
+        except Exception:
+            self.log.exception("cannot commit uploads peer=%s user=%s", self.peer, self.user)
 
     def reply_error(self, exc: FtpError, fatal: bool = False) -> None:
         """Send the final reply for a refused request; `fatal` says the connection ends now."""
@@ -179,6 +230,8 @@ class Session:
         if msg.type not in VERBS:
             raise RemoteProtocolError(f"{msg.type!r} is not a request here")
         spec = MESSAGES[msg.type]
+        if self.batch and msg.type != "upload":
+            self.batch.flush()  # replies go out in request order
         try:
             if spec.login and self.account is None:
                 raise NotAuthenticated(f"log in before {msg.type!r}")
@@ -186,7 +239,12 @@ class Session:
                 raise PermissionDenied(f"user {self.user!r} may not {msg.type!r}")
             self.handlers[msg.type](msg)
         except RequestError as exc:
-            self.reply_error(exc)
+            if self.chan.decoder.state is State.BODY:
+                self.chan.recv_body(_discard)  # an upload refused before its bytes were read
+            if self.batch:
+                self.batch.add_reply("error", 0.0, code=exc.code, message=str(exc)[:4000])
+            else:
+                self.reply_error(exc)
 
     # --- login -----------------------------------------------------------------
 
@@ -336,6 +394,55 @@ class Session:
             raise
         self._log_transfer("put", name, size, entry.md5, started, "ok")
         self.chan.send("ok", name=name, size=size, md5=entry.md5, existed=False)
+
+    def do_upload(self, msg: Message) -> None:
+        """A whole small file in one frame. Its reply waits in the batch, so that uploads
+        sent back to back are committed together; the body is read whatever the verdict."""
+        started = time.monotonic()
+        size: int = msg["size"]
+        md5: str = msg["md5"]
+        if size > MAX_INLINE:
+            raise RemoteProtocolError(f"'upload' carries at most {MAX_INLINE} bytes; use 'put'")
+        assert self.account is not None
+        try:
+            name = check_name(msg["name"])
+            existing = self.storage.existing(name)
+            if existing is not None and (existing.md5, existing.size) == (md5, size):
+                self.chan.recv_body(_discard)
+                self._log_transfer("put", name, 0, md5, started, "existed")
+                self.batch.add_reply("ok", started, name=name, size=size, md5=md5, existed=True)
+                return
+            if existing is not None and not msg.get("overwrite", False):
+                raise Exists(f"{name!r} already exists with other content; ask to overwrite")
+            upload = self.storage.begin_upload(
+                name,
+                size,
+                msg.get("overwrite", False),
+                owner=self.account.name,
+                quota=self.account.quota,
+            )
+        except RequestError as exc:
+            self.chan.recv_body(_discard)  # stay in frame: the bytes are on their way anyway
+            self._log_transfer("put", msg["name"], 0, md5, started, exc.code)
+            self.batch.add_reply("error", started, code=exc.code, message=str(exc)[:4000])
+            return
+        try:
+            sink = _UploadSink(upload)
+            self.chan.recv_body(sink)
+            error = sink.error
+            if error is None and upload.md5 != md5:
+                error = ChecksumMismatch(
+                    f"the bytes received hash to {upload.md5}, not {md5}: nothing was stored"
+                )
+        except BaseException:
+            upload.abort()
+            raise
+        if error is not None:
+            upload.abort()
+            self._log_transfer("put", name, 0, md5, started, error.code)
+            self.batch.add_reply("error", started, code=error.code, message=str(error)[:4000])
+            return
+        self.batch.add_upload(upload, started)
 
     def _receive(self, upload: Upload, md5: str | None) -> Entry:
         """Stream the body into staging; publish it only if the md5 matches."""

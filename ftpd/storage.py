@@ -29,7 +29,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ftpd.catalog import Md5Cache
-from shared.errors import BadName, Exists, FtpError, NoSpace, NotFound, QuotaExceeded, TooLarge
+from shared.errors import (
+    BadName,
+    Exists,
+    FtpError,
+    InternalError,
+    NoSpace,
+    NotFound,
+    QuotaExceeded,
+    TooLarge,
+)
 from shared.names import RESERVED_PREFIX, check_name
 
 HASH_CHUNK = 1 << 20
@@ -229,6 +238,40 @@ class Storage:
             self._release(size, owner)
             raise
 
+    def commit_many(self, uploads: list[Upload]) -> list[Entry | FtpError]:
+        """Group commit: fsync each file, publish each, then one directory fsync for them all.
+
+        Nothing may be acknowledged before this returns; after it, every Entry returned
+        is on stable storage under its name. A file that fails gets its error in its slot
+        (and is not published); the others are unaffected.
+        """
+        results: list[Entry | FtpError] = []
+        rows: list[tuple[str, os.stat_result, str, str | None]] = []
+        try:
+            for upload in uploads:
+                try:
+                    st = upload._sync()
+                    upload._publish()
+                except FtpError as exc:
+                    upload.abort()
+                    results.append(exc)
+                    continue
+                except OSError as exc:
+                    upload.abort()
+                    results.append(InternalError(f"cannot store the upload: {exc.strerror}"))
+                    continue
+                finally:
+                    upload._unreserve()
+                rows.append((upload.name, st, upload.md5, upload.owner))
+                results.append(Entry(upload.name, st.st_size, st.st_mtime_ns // 10**9, upload.md5))
+            if rows:
+                _fsync_dir(self.root)
+                self.cache.record(rows)
+        finally:
+            for upload in uploads:
+                upload._unreserve()
+        return results
+
     def _release(self, size: int, owner: str | None) -> None:
         with self._reserve_lock:
             self._inflight -= size
@@ -335,36 +378,36 @@ class Upload:
 
     def commit(self) -> Entry:
         """fsync, publish atomically, fsync the directory. Only then is it stored."""
-        try:
-            return self._commit()
-        finally:
-            self._unreserve()
+        [result] = self.storage.commit_many([self])
+        if isinstance(result, FtpError):
+            raise result
+        return result
 
-    def _commit(self) -> Entry:
+    def _sync(self) -> os.stat_result:
+        """Make the bytes durable; the file is closed either way."""
         try:
             os.fsync(self._file.fileno())
-            st = os.fstat(self._file.fileno())
+            return os.fstat(self._file.fileno())
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise NoSpace("the server ran out of disk space") from exc
             raise
         finally:
             self._file.close()
+
+    def _publish(self) -> None:
+        """Put the synced file under its name in one atomic step (the directory is not synced)."""
         final = os.path.join(self.storage.root, self.name)
         if self.overwrite:
             os.replace(self.path, final)
-        else:
-            try:
-                # link() refuses an existing name atomically, unlike rename().
-                os.link(self.path, final)
-            except FileExistsError as exc:
-                raise Exists(f"{self.name!r} already exists") from exc
-            finally:
-                self.path.unlink(missing_ok=True)
-        _fsync_dir(self.storage.root)
-        self.storage.cache.store(self.name, st, self.md5)
-        self.storage.cache.set_owner(self.name, self.owner)
-        return Entry(self.name, st.st_size, st.st_mtime_ns // 10**9, self.md5)
+            return
+        try:
+            # link() refuses an existing name atomically, unlike rename().
+            os.link(self.path, final)
+        except FileExistsError as exc:
+            raise Exists(f"{self.name!r} already exists") from exc
+        finally:
+            self.path.unlink(missing_ok=True)
 
     def abort(self) -> None:
         """Drop the staging file; the published version, if any, is untouched."""

@@ -23,6 +23,8 @@ PROTOCOL_VERSION = 1
 MAX_HEADER = 65536
 MAX_SIZE = 1 << 50
 """Largest body or file size accepted on the wire (1 PiB): anything above is absurd."""
+MAX_INLINE = 1 << 20
+"""Largest file an `upload` may carry; larger files use `put`, whose round trip is then noise."""
 
 _PREFIX = struct.Struct("!I")
 PREFIX_SIZE = _PREFIX.size
@@ -133,6 +135,14 @@ MESSAGES: dict[str, Spec] = {
     "auth-final": _spec(C, "data", login=False, help="finish SCRAM login"),
     "ls": _spec(C, perm="r", help="list stored files"),
     "put": _spec(C, "name size", "md5 overwrite", perm="w", help="upload a file"),
+    "upload": _spec(
+        C,
+        "name size md5",
+        "overwrite",
+        body=True,
+        perm="w",
+        help="upload a small file in one frame, so that uploads can be pipelined",
+    ),
     "get": _spec(C, "name", perm="r", help="download a file"),
     "rm": _spec(C, "name", perm="d", help="delete a file"),
     "quit": _spec(C, login=False, help="end the session"),
@@ -148,7 +158,7 @@ MESSAGES: dict[str, Spec] = {
     "listing": _spec(S, "size count", body=True),
     "error": _spec(S, "code message", "fatal"),
 }
-VERBS = frozenset({"auth", "auth-final", "ls", "put", "get", "rm", "quit"})
+VERBS = frozenset({"auth", "auth-final", "ls", "put", "upload", "get", "rm", "quit"})
 """Message types that open a request and so get exactly one final reply."""
 
 

@@ -164,14 +164,15 @@ def test_every_field_in_the_table_has_a_check() -> None:
         assert "" not in spec.required | spec.optional, type_
 
 
-def test_only_data_file_and_listing_carry_a_body_and_each_has_a_size() -> None:
-    assert {t for t, spec in MESSAGES.items() if spec.body} == {"data", "file", "listing"}
-    for type_ in ("data", "file", "listing"):
+def test_only_data_file_listing_and_upload_carry_a_body_and_each_has_a_size() -> None:
+    bodies = {"data", "file", "listing", "upload"}
+    assert {t for t, spec in MESSAGES.items() if spec.body} == bodies
+    for type_ in bodies:
         assert "size" in MESSAGES[type_].required
 
 
 def test_verbs_are_all_client_messages() -> None:
-    assert {"auth", "auth-final", "ls", "put", "get", "rm", "quit"} == VERBS
+    assert {"auth", "auth-final", "ls", "put", "upload", "get", "rm", "quit"} == VERBS
     assert all(MESSAGES[v].sender is C for v in VERBS)
 
 
@@ -235,6 +236,14 @@ SAMPLES: list[tuple[str, str, Role, dict[str, Any], bytes]] = [
         "put",
         C,
         {"name": "文件 😀.txt", "size": MAX_SIZE, "md5": MD5, "overwrite": True},
+        b"",
+    ),
+    ("upload", "upload", C, {"name": "a.txt", "size": 5, "md5": MD5}, b"hello"),
+    (
+        "upload-overwrite",
+        "upload",
+        C,
+        {"name": "b", "size": 0, "md5": MD5, "overwrite": True},
         b"",
     ),
     ("get", "get", C, {"name": 'quote " and \\ back'}, b""),

@@ -1,0 +1,132 @@
+"""Many uploads over one connection: small files are pipelined, so the server can group-commit.
+
+Each small file goes as one `upload` frame (header, md5 and bytes together), with
+no `continue` to wait for. Up to WINDOW of them are in flight; when the window
+fills, half of it is collected, so the next burst arrives back to back and the
+server syncs it as one batch. Larger files go one at a time through `put`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftpc.client import Client, Progress, PutResult, open_regular
+from shared.errors import ChecksumMismatch, LocalFileError, RequestError
+from shared.names import check_name
+from shared.protocol import MAX_INLINE, Role, encode
+
+WINDOW = 128
+"""Uploads in flight at most; their replies (about 150 bytes each) always fit a socket buffer."""
+WINDOW_BYTES = 32 << 20
+
+Outcome = PutResult | RequestError | LocalFileError
+"""Each file's fate: a refused or unreadable file does not stop the others."""
+OnResult = Callable[[Path, Outcome], None]
+
+
+@dataclass
+class _InFlight:
+    index: int
+    path: Path
+    name: str
+    size: int
+    md5: str
+    started: float
+
+
+def put_many(
+    client: Client,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    overwrite: bool,
+    on_progress: Progress | None,
+    on_result: OnResult | None,
+) -> list[Outcome]:
+    """Upload `paths` in order; return one outcome per path, in the same order.
+
+    Network and protocol errors end the call (the connection is gone); everything
+    else is per file.
+    """
+    results: list[Outcome | None] = [None] * len(paths)
+    pending: deque[_InFlight] = deque()
+    in_flight_bytes = 0
+
+    def settle(item: _InFlight, outcome: Outcome) -> None:
+        results[item.index] = outcome
+        if on_result is not None:
+            on_result(item.path, outcome)
+
+    def collect(keep: int) -> None:
+        nonlocal in_flight_bytes
+        while len(pending) > keep:
+            item = pending.popleft()
+            in_flight_bytes -= item.size
+            try:
+                ok = client._reply("ok")
+            except RequestError as exc:
+                settle(item, exc)
+                continue
+            if ok.get("md5") != item.md5:
+                settle(
+                    item, ChecksumMismatch(f"server stored md5 {ok.get('md5')}, we sent {item.md5}")
+                )
+                continue
+            seconds = time.monotonic() - item.started
+            settle(
+                item, PutResult(item.name, item.size, item.md5, bool(ok.get("existed")), seconds)
+            )
+
+    pipelined = "upload" in client.hello["capabilities"]
+    for index, raw_path in enumerate(paths):
+        path = Path(raw_path)
+        started = time.monotonic()
+        try:
+            name = check_name(path.name)
+            data = _read_small(path) if pipelined else None
+        except (RequestError, LocalFileError) as exc:
+            settle(_InFlight(index, path, path.name, 0, "", started), exc)
+            continue
+        if data is None:
+            collect(0)  # keep replies in order with the `put` that follows
+            item = _InFlight(index, path, name, 0, "", started)
+            try:
+                settle(item, client.put(path, overwrite=overwrite, on_progress=on_progress))
+            except (RequestError, LocalFileError) as exc:
+                if not client.connected:
+                    raise
+                settle(item, exc)
+            continue
+        md5 = hashlib.md5(data).hexdigest()
+        header = encode(
+            "upload", Role.CLIENT, name=name, size=len(data), md5=md5, overwrite=overwrite
+        )
+        client.chan.send_raw(header + data)
+        if on_progress is not None:
+            on_progress(len(data))
+        pending.append(_InFlight(index, path, name, len(data), md5, started))
+        in_flight_bytes += len(data)
+        if len(pending) >= WINDOW or in_flight_bytes >= WINDOW_BYTES:
+            collect(len(pending) // 2)
+    collect(0)
+    return [r for r in results if r is not None]
+
+
+def _read_small(path: Path) -> bytes | None:
+    """The bytes of a regular file small enough for one `upload` frame, else None."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_INLINE:
+            return None
+        try:
+            data = f.read(size + 1)
+        except OSError as exc:
+            raise LocalFileError(f"cannot read {path}: {exc.strerror}") from exc
+    if len(data) != size:
+        raise LocalFileError(f"{path} changed size while it was read")
+    return data
