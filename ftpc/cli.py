@@ -13,8 +13,9 @@ from ftpc.client import DEFAULT_PORT, Client
 from ftpc.state import ListingState
 from ftpc.trust import TlsOptions
 from ftpc.ui import format_listing, get_files, listing_json, put_files
-from shared import __version__
+from shared import __version__, digests
 from shared.cli import cli_errors
+from shared.digests import MD5
 from shared.names import check_name
 
 
@@ -28,6 +29,7 @@ class Settings:
     tls: bool = False
     cafile: str | None = None
     fingerprint: str | None = None
+    digest: str = MD5
 
     @property
     def bars(self) -> bool:
@@ -52,7 +54,9 @@ class Settings:
         tls = self.tls_options()
         user, password = self.credentials()
         self.user = user
-        return Client(self.host, self.port, user, password, timeout=self.timeout, tls=tls)
+        return Client(
+            self.host, self.port, user, password, timeout=self.timeout, tls=tls, digest=self.digest
+        )
 
     def state(self) -> ListingState:
         return ListingState(self.host, self.port, self.user or "")
@@ -108,6 +112,14 @@ def _confirm_new_server(host: str, port: int, fingerprint: str) -> bool:
     envvar="FTPC_FINGERPRINT",
     help="Trust only a certificate with this SHA-256 fingerprint (implies --tls).",
 )
+@click.option(
+    "--digest",
+    type=click.Choice(digests.available()),
+    envvar="FTPC_DIGEST",
+    default=MD5,
+    show_default=True,
+    help="Checksum verifying each transfer; xxh3-128 is several times faster [env FTPC_DIGEST].",
+)
 @click.version_option(__version__, prog_name="ftpc")
 @click.pass_context
 def main(
@@ -120,6 +132,7 @@ def main(
     tls: bool,
     cafile: str | None,
     fingerprint: str | None,
+    digest: str,
 ) -> None:
     """ftpc: list, upload, download and delete files on an ftpd server.
 
@@ -128,7 +141,7 @@ def main(
     is bound to the server's certificate; a server met for the first time is
     pinned after you accept its fingerprint, and a changed one is refused.
     """
-    ctx.obj = Settings(host, port, user, quiet, timeout, tls, cafile, fingerprint)
+    ctx.obj = Settings(host, port, user, quiet, timeout, tls, cafile, fingerprint, digest)
 
 
 @main.command("ls")

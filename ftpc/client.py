@@ -11,7 +11,6 @@ Every failure is one of the typed errors in `shared.errors`.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import secrets
 import socket
@@ -27,8 +26,11 @@ import scramp
 
 from ftpc.listing import Entry, decode_listing, is_index, resolve
 from ftpc.trust import TlsOptions, open_tls
+from shared import digests
+from shared.digests import MD5
 from shared.errors import (
     AuthFailed,
+    BadRequest,
     ChecksumMismatch,
     Exists,
     FtpError,
@@ -61,9 +63,15 @@ Progress = Callable[[int], None]
 class PutResult:
     name: str
     size: int
-    md5: str
+    checksum: str
     existed: bool
     seconds: float
+    digest: str = MD5
+
+    @property
+    def md5(self) -> str:
+        """The checksum, when the transfer was verified with md5 (else empty)."""
+        return self.checksum if self.digest == MD5 else ""
 
 
 @dataclass(frozen=True)
@@ -71,13 +79,24 @@ class GetResult:
     name: str
     path: Path
     size: int
-    md5: str
+    checksum: str
     seconds: float
+    digest: str = MD5
+
+    @property
+    def md5(self) -> str:
+        """The checksum, when the transfer was verified with md5 (else empty)."""
+        return self.checksum if self.digest == MD5 else ""
 
 
-def _md5_of(f: BinaryIO) -> str:
-    """md5 of an open file from the start, leaving it rewound for sending."""
-    digest = hashlib.md5()
+def sum_fields(digest: str, value: str) -> dict[str, str]:
+    """The request fields that carry a checksum: `md5`, or `digest` and `sum`."""
+    return {"md5": value} if digest == MD5 else {"digest": digest, "sum": value}
+
+
+def _checksum_of(f: BinaryIO, algo: str) -> str:
+    """Checksum of an open file from the start, leaving it rewound for sending."""
+    digest = digests.new(algo)
     buf = bytearray(1 << 20)
     view = memoryview(buf)
     try:
@@ -105,12 +124,14 @@ class Client:
         timeout: float = 60.0,
         tls: TlsOptions | None = None,
         source_address: tuple[str, int] | None = None,
+        digest: str = MD5,
     ) -> None:
         """With `tls`, the link is encrypted and the login bound to the server's certificate."""
         self.host, self.port = host, port
         self.user: str | None = None
         self.perms = ""
         self.last_listing: list[Entry] | None = None
+        self.digest = digest
         if tls is not None:
             sock: socket.socket = open_tls(host, port, timeout, tls, source_address)
         else:
@@ -131,6 +152,12 @@ class Client:
                     f"the server speaks protocol version {self.hello['version']};"
                     f" this ftpc speaks version {PROTOCOL_VERSION}"
                 )
+            offered = self.hello.get("digests", [MD5])
+            if digest not in offered:
+                raise BadRequest(
+                    f"the server does not offer digest {digest!r}; it offers {', '.join(offered)}"
+                )
+            digests.new(digest)  # and this side must have it too
             if user is not None:
                 self.login(user, password or "")
         except BaseException:
@@ -288,19 +315,23 @@ class Client:
         name = check_name(name if name is not None else path.name)
         with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
-            self.chan.send("put", name=name, size=size, overwrite=overwrite)
+            algo = self.digest
+            named = {} if algo == MD5 else {"digest": algo}
+            self.chan.send("put", name=name, size=size, overwrite=overwrite, **named)
             trailer = True
             try:
                 reply = self._reply("continue")
             except Exists:
-                # Identical content counts as success: prove it with the local md5.
-                local = _md5_of(f)
-                self.chan.send("put", name=name, size=size, md5=local, overwrite=overwrite)
+                # Identical content counts as success: prove it with the local checksum.
+                local = _checksum_of(f, algo)
+                fields = sum_fields(algo, local)
+                self.chan.send("put", name=name, size=size, overwrite=overwrite, **fields)
                 reply = self._reply("ok", "continue")
                 trailer = False
             if reply.type == "ok":
-                return PutResult(name, size, reply["md5"], True, time.monotonic() - started)
-            digest = hashlib.md5()
+                seconds = time.monotonic() - started
+                return PutResult(name, size, self._sum(reply), True, seconds, algo)
+            digest = digests.new(algo)
 
             def sent(chunk: memoryview) -> None:
                 digest.update(chunk)
@@ -317,13 +348,25 @@ class Client:
                 # Interrupted mid-body (even by Ctrl-C): the stream is out of frame.
                 self._drop()
                 raise
-            md5 = digest.hexdigest()
+            value = digest.hexdigest()
             if trailer:
-                self.chan.send("done", md5=md5)
+                self.chan.send("done", **({"md5": value} if algo == MD5 else {"sum": value}))
             ok = self._reply("ok")
-        if ok.get("md5") != md5:
-            raise ChecksumMismatch(f"server stored md5 {ok.get('md5')}, we sent {md5}")
-        return PutResult(name, size, md5, bool(ok.get("existed")), time.monotonic() - started)
+        if self._sum(ok) != value:
+            raise ChecksumMismatch(f"server stored {algo} {self._sum(ok)}, we sent {value}")
+        seconds = time.monotonic() - started
+        return PutResult(name, size, value, bool(ok.get("existed")), seconds, algo)
+
+    def _sum(self, msg: Message) -> str:
+        """The checksum a reply carries, in this session's digest."""
+        if self.digest == MD5:
+            return str(msg.get("md5", ""))
+        if msg.get("digest") != self.digest:
+            self._drop()
+            raise RemoteProtocolError(
+                f"asked for {self.digest}, the server answered with {msg.get('digest') or 'md5'}"
+            )
+        return str(msg.get("sum", ""))
 
     def put_many(
         self,
@@ -370,7 +413,8 @@ class Client:
             target = target / name
         if not overwrite and os.path.lexists(target):
             raise LocalFileExists(f"{target} already exists; use --overwrite to replace it")
-        self.chan.send("get", name=name)
+        algo = self.digest
+        self.chan.send("get", name=name, **({} if algo == MD5 else {"digest": algo}))
         header = self._reply("file")
         if header["name"] != name:
             self._drop()
@@ -381,10 +425,11 @@ class Client:
             self._drop()
             raise LocalFileError(f"cannot write in {target.parent}: {exc.strerror}") from exc
         try:
-            md5 = self._receive_into(fd, on_progress)
-            if md5 != header["md5"]:
+            claimed = self._sum(header)
+            value = self._receive_into(fd, on_progress)
+            if value != claimed:
                 raise ChecksumMismatch(
-                    f"{name!r} arrived with md5 {md5}, the server said {header['md5']}:"
+                    f"{name!r} arrived with {algo} {value}, the server said {claimed}:"
                     " nothing was saved"
                 )
             _publish(Path(tmp), target, overwrite)
@@ -392,11 +437,12 @@ class Client:
             raise LocalFileError(f"cannot write {target}: {exc.strerror}") from exc
         finally:
             Path(tmp).unlink(missing_ok=True)
-        return GetResult(name, target, header["size"], md5, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        return GetResult(name, target, header["size"], value, seconds, algo)
 
     def _receive_into(self, fd: int, on_progress: Progress | None) -> str:
         """Write the body into `fd`, hashing it on the way; fsync before anyone renames it."""
-        digest = hashlib.md5()
+        digest = digests.new(self.digest)
         with os.fdopen(fd, "wb", buffering=0) as out:
 
             def received(chunk: memoryview) -> None:

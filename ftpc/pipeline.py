@@ -8,7 +8,6 @@ server syncs it as one batch. Larger files go one at a time through `put`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections import deque
@@ -16,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftpc.client import Client, Progress, PutResult, open_regular
+from ftpc.client import Client, Progress, PutResult, open_regular, sum_fields
+from shared import digests
 from shared.errors import ChecksumMismatch, LocalFileError, RequestError
 from shared.names import check_name
 from shared.protocol import MAX_INLINE, Role, encode
@@ -36,7 +36,7 @@ class _InFlight:
     path: Path
     name: str
     size: int
-    md5: str
+    checksum: str
     started: float
 
 
@@ -72,17 +72,17 @@ def put_many(
             except RequestError as exc:
                 settle(item, exc)
                 continue
-            if ok.get("md5") != item.md5:
-                settle(
-                    item, ChecksumMismatch(f"server stored md5 {ok.get('md5')}, we sent {item.md5}")
-                )
+            stored = client._sum(ok)
+            if stored != item.checksum:
+                problem = f"server stored {algo} {stored}, we sent {item.checksum}"
+                settle(item, ChecksumMismatch(problem))
                 continue
             seconds = time.monotonic() - item.started
-            settle(
-                item, PutResult(item.name, item.size, item.md5, bool(ok.get("existed")), seconds)
-            )
+            existed = bool(ok.get("existed"))
+            settle(item, PutResult(item.name, item.size, item.checksum, existed, seconds, algo))
 
     pipelined = "upload" in client.hello["capabilities"]
+    algo = client.digest
     for index, raw_path in enumerate(paths):
         path = Path(raw_path)
         started = time.monotonic()
@@ -102,14 +102,17 @@ def put_many(
                     raise
                 settle(item, exc)
             continue
-        md5 = hashlib.md5(data).hexdigest()
+        hasher = digests.new(algo)
+        hasher.update(data)
+        checksum = hasher.hexdigest()
+        fields = sum_fields(algo, checksum)
         header = encode(
-            "upload", Role.CLIENT, name=name, size=len(data), md5=md5, overwrite=overwrite
+            "upload", Role.CLIENT, name=name, size=len(data), overwrite=overwrite, **fields
         )
         client.chan.send_raw(header + data)
         if on_progress is not None:
             on_progress(len(data))
-        pending.append(_InFlight(index, path, name, len(data), md5, started))
+        pending.append(_InFlight(index, path, name, len(data), checksum, started))
         in_flight_bytes += len(data)
         if len(pending) >= WINDOW or in_flight_bytes >= WINDOW_BYTES:
             collect(len(pending) // 2)

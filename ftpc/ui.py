@@ -103,13 +103,16 @@ class Bars:
 
 def put_line(r: PutResult) -> str:
     if r.existed:
-        return f"{r.name}: already there with md5 {r.md5}, nothing sent"
-    return f"put {r.name}: {human_size(r.size)} in {r.seconds:.2f}s, md5 {r.md5} verified"
+        return f"{r.name}: already there with {r.digest} {r.checksum}, nothing sent"
+    return (
+        f"put {r.name}: {human_size(r.size)} in {r.seconds:.2f}s, {r.digest} {r.checksum} verified"
+    )
 
 
 def get_line(r: GetResult) -> str:
     return (
-        f"got {r.name} -> {r.path}: {human_size(r.size)} in {r.seconds:.2f}s, md5 {r.md5} verified"
+        f"got {r.name} -> {r.path}: {human_size(r.size)} in {r.seconds:.2f}s,"
+        f" {r.digest} {r.checksum} verified"
     )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ftpd.storage import Storage, Upload
+from shared.digests import MD5
 from shared.errors import FtpError
 from shared.protocol import Role, encode
 
@@ -17,8 +18,13 @@ MAX_FILES = 256
 MAX_BYTES = 64 << 20
 """A batch is committed at the latest when it holds this many files or bytes."""
 
-Logger = Callable[[str, int, str, float, str], None]
-"""(name, bytes, md5, started, result): one log line per upload."""
+Logger = Callable[[str, int, str, float, str, str], None]
+"""(name, bytes, checksum, started, result, digest): one log line per upload."""
+
+
+def sum_fields(digest: str, value: str) -> dict[str, str]:
+    """The reply fields that carry a checksum: `md5`, or `digest` and `sum`."""
+    return {"md5": value} if digest == MD5 else {"digest": digest, "sum": value}
 
 
 @dataclass
@@ -66,19 +72,19 @@ class CommitBatch:
             up = item.upload
             result = next(results)
             if isinstance(result, FtpError):
-                self._log(up.name, 0, up.md5, item.started, result.code)
+                self._log(up.name, 0, up.checksum, item.started, result.code, up.digest)
                 message = str(result)[:4000]
                 frames.append(encode("error", Role.SERVER, code=result.code, message=message))
             else:
-                self._log(up.name, result.size, result.md5, item.started, "ok")
+                self._log(up.name, result.size, up.checksum, item.started, "ok", up.digest)
                 frames.append(
                     encode(
                         "ok",
                         Role.SERVER,
                         name=result.name,
                         size=result.size,
-                        md5=result.md5,
                         existed=False,
+                        **sum_fields(up.digest, up.checksum),
                     )
                 )
         self._send(b"".join(frames))

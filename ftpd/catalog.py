@@ -1,4 +1,8 @@
-"""The root's small database: the md5 of stored files, and which account uploaded each."""
+"""The root's small database: checksums of stored files, and which account uploaded each.
+
+md5 has its own table (every file gets one, for listings); other digests, such
+as xxh3-128, are kept in `sums` once a transfer has computed them.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+from shared.digests import MD5
 
 
 class Md5Cache:
@@ -32,6 +38,10 @@ class Md5Cache:
                 " mtime_ns INTEGER, ino INTEGER, md5 TEXT)"
             )
             db.execute("CREATE TABLE IF NOT EXISTS owner (name TEXT PRIMARY KEY, owner TEXT)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS sums (name TEXT, algo TEXT, size INTEGER,"
+                " mtime_ns INTEGER, ino INTEGER, value TEXT, PRIMARY KEY (name, algo))"
+            )
         except sqlite3.DatabaseError:
             db.close()
             raise
@@ -48,12 +58,19 @@ class Md5Cache:
             raise
         self._db.execute("COMMIT")
 
-    def lookup(self, name: str, st: os.stat_result) -> str | None:
+    def lookup(self, name: str, st: os.stat_result, algo: str = MD5) -> str | None:
+        """The checksum of `name` if it was computed on exactly this version of the file."""
+        key = (name, st.st_size, st.st_mtime_ns, st.st_ino)
         with self._lock:
-            row = self._db.execute(
-                "SELECT md5 FROM md5 WHERE name=? AND size=? AND mtime_ns=? AND ino=?",
-                (name, st.st_size, st.st_mtime_ns, st.st_ino),
-            ).fetchone()
+            if algo == MD5:
+                sql = "SELECT md5 FROM md5 WHERE name=? AND size=? AND mtime_ns=? AND ino=?"
+                row = self._db.execute(sql, key).fetchone()
+            else:
+                sql = (
+                    "SELECT value FROM sums WHERE name=? AND size=? AND mtime_ns=? AND ino=?"
+                    " AND algo=?"
+                )
+                row = self._db.execute(sql, (*key, algo)).fetchone()
         return row[0] if row else None
 
     def all(self) -> dict[str, tuple[int, int, int, str]]:
@@ -61,8 +78,15 @@ class Md5Cache:
             rows = self._db.execute("SELECT name, size, mtime_ns, ino, md5 FROM md5").fetchall()
         return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
-    def store(self, name: str, st: os.stat_result, md5: str) -> None:
-        self.store_many([(name, st, md5)])
+    def store(self, name: str, st: os.stat_result, value: str, algo: str = MD5) -> None:
+        if algo == MD5:
+            self.store_many([(name, st, value)])
+            return
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO sums VALUES (?, ?, ?, ?, ?, ?)",
+                (name, algo, st.st_size, st.st_mtime_ns, st.st_ino, value),
+            )
 
     def store_many(self, rows: list[tuple[str, os.stat_result, str]]) -> None:
         """One transaction for many rows: a first listing of a large root hashes them all."""
@@ -72,22 +96,35 @@ class Md5Cache:
                 [(n, st.st_size, st.st_mtime_ns, st.st_ino, md5) for n, st, md5 in rows],
             )
 
-    def record(self, rows: list[tuple[str, os.stat_result, str, str | None]]) -> None:
-        """md5 and owner of freshly stored files, in one transaction (a group commit's worth)."""
+    def record(self, rows: list[tuple[str, os.stat_result, str, str, str | None]]) -> None:
+        """(name, stat, digest, checksum, owner) of freshly stored files, in one transaction."""
         with self._lock, self._transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO md5 VALUES (?, ?, ?, ?, ?)",
-                [(n, st.st_size, st.st_mtime_ns, st.st_ino, md5) for n, st, md5, _ in rows],
+                [
+                    (n, st.st_size, st.st_mtime_ns, st.st_ino, v)
+                    for n, st, a, v, _ in rows
+                    if a == MD5
+                ],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO sums VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (n, a, st.st_size, st.st_mtime_ns, st.st_ino, v)
+                    for n, st, a, v, _ in rows
+                    if a != MD5
+                ],
             )
             self._db.executemany("DELETE FROM owner WHERE name=?", [(r[0],) for r in rows])
             self._db.executemany(
-                "INSERT INTO owner VALUES (?, ?)", [(r[0], r[3]) for r in rows if r[3] is not None]
+                "INSERT INTO owner VALUES (?, ?)", [(r[0], r[4]) for r in rows if r[4] is not None]
             )
 
     def forget(self, name: str) -> None:
         with self._lock, self._transaction():
             self._db.execute("DELETE FROM md5 WHERE name=?", (name,))
             self._db.execute("DELETE FROM owner WHERE name=?", (name,))
+            self._db.execute("DELETE FROM sums WHERE name=?", (name,))
 
     def set_owner(self, name: str, owner: str | None) -> None:
         with self._lock:

@@ -14,15 +14,12 @@ from typing import TYPE_CHECKING
 
 from ftpd.auth import AccountError, ScramLogin
 from ftpd.batch import CommitBatch
-from ftpd.storage import Entry, Upload
-from shared import __version__
+from ftpd.transfers import TransferVerbs, _discard
+from shared import __version__, digests
 from shared.errors import (
     BadRequest,
-    ChecksumMismatch,
-    Exists,
     FtpError,
     InternalError,
-    LocalFileError,
     NotAuthenticated,
     PermissionDenied,
     ProtocolError,
@@ -31,11 +28,8 @@ from shared.errors import (
     TransportError,
     VersionMismatch,
 )
-from shared.listing import encode_listing
-from shared.names import check_name
 from shared.protocol import (
     MAX_HEADER,
-    MAX_INLINE,
     MESSAGES,
     PROTOCOL_VERSION,
     VERBS,
@@ -73,29 +67,7 @@ def _one_token(text: str) -> str:
     return json.dumps(text).replace(" ", "\\u0020").replace("=", "\\u003d")
 
 
-def _discard(chunk: memoryview) -> None:
-    """A sink for the body of a refused upload."""
-
-
-class _UploadSink:
-    """Writes body bytes to staging; after a write error, keeps draining to stay in frame."""
-
-    def __init__(self, upload: Upload) -> None:
-        self.upload = upload
-        self.error: FtpError | None = None
-
-    def __call__(self, chunk: memoryview) -> None:
-        if self.error is not None:
-            return
-        try:
-            self.upload.write(chunk)
-        except FtpError as exc:
-            self.error = exc
-        except OSError as exc:
-            self.error = InternalError(f"cannot write the upload: {exc.strerror}")
-
-
-class Session:
+class Session(TransferVerbs):
     """The state of one logged-in (or not yet) client."""
 
     def __init__(self, server: FtpServer, sock: socket.socket, ip: str, port: int) -> None:
@@ -117,8 +89,8 @@ class Session:
         self.batch = CommitBatch(
             self.storage,
             lambda frames: self.chan.send_raw(frames),
-            lambda name, size, md5, started, result: self._log_transfer(
-                "put", name, size, md5, started, result
+            lambda name, size, checksum, started, result, digest: self._log_transfer(
+                "put", name, size, checksum, started, result, digest
             ),
         )
 
@@ -173,6 +145,7 @@ class Session:
                 mechanisms=self.server.mechanisms,
                 capabilities=CAPABILITIES,
                 max_header=MAX_HEADER,
+                digests=digests.available(),
             )
             while self.running:
                 self.dispatch(self.chan.recv_message())
@@ -314,156 +287,3 @@ class Session:
     def do_quit(self, msg: Message) -> None:
         self.chan.send("ok")
         self.running = False
-
-    # --- files -----------------------------------------------------------------
-
-    def _log_transfer(
-        self, op: str, name: str, size: int, md5: str, started: float, result: str
-    ) -> None:
-        self.log.info(
-            "%s user=%s peer=%s name=%s bytes=%d md5=%s seconds=%.3f result=%s",
-            op,
-            self.user,
-            self.peer,
-            json.dumps(name, ensure_ascii=False),
-            size,
-            md5 or "-",
-            time.monotonic() - started,
-            result,
-        )
-
-    def do_ls(self, msg: Message) -> None:
-        entries = self.storage.list()
-        body = encode_listing((e.name, e.size, e.mtime, e.md5) for e in entries)
-        self.chan.send("listing", size=len(body), count=len(entries))
-        self.chan.send_raw(body)
-
-    def do_get(self, msg: Message) -> None:
-        started = time.monotonic()
-        try:
-            with self.storage.open(msg["name"]) as (f, entry):
-                self.chan.send(
-                    "file", name=entry.name, size=entry.size, md5=entry.md5, mtime=entry.mtime
-                )
-                self.chan.send_body(f, entry.size)
-        except RequestError as exc:
-            self._log_transfer("get", msg["name"], 0, "", started, exc.code)
-            raise
-        except (TransportError, LocalFileError) as exc:
-            # Out of frame now: the session must end.
-            self._log_transfer("get", entry.name, entry.size, entry.md5, started, "network")
-            raise TransportError(str(exc)) from exc
-        self._log_transfer("get", entry.name, entry.size, entry.md5, started, "ok")
-
-    def do_rm(self, msg: Message) -> None:
-        name = self.storage.remove(msg["name"])
-        self.log.info(
-            "rm user=%s peer=%s name=%s result=ok",
-            self.user,
-            self.peer,
-            json.dumps(name, ensure_ascii=False),
-        )
-        self.chan.send("ok", name=name)
-
-    def do_put(self, msg: Message) -> None:
-        started = time.monotonic()
-        size: int = msg["size"]
-        md5: str | None = msg.get("md5")
-        overwrite: bool = msg.get("overwrite", False)
-        try:
-            name = check_name(msg["name"])
-            existing = self.storage.existing(name)
-            if existing is not None:
-                if md5 == existing.md5 and size == existing.size:
-                    self._log_transfer("put", name, 0, md5, started, "existed")
-                    self.chan.send("ok", name=name, size=size, md5=md5, existed=True)
-                    return
-                if not overwrite:
-                    differs = " with other content" if md5 else ""
-                    raise Exists(f"{name!r} already exists{differs}; ask to overwrite")
-            assert self.account is not None
-            upload = self.storage.begin_upload(
-                name, size, overwrite, owner=self.account.name, quota=self.account.quota
-            )
-            entry = self._receive(upload, md5)
-        except RequestError as exc:
-            self._log_transfer("put", msg["name"], 0, md5 or "", started, exc.code)
-            raise
-        except TransportError:
-            self._log_transfer("put", msg["name"], 0, md5 or "", started, "network")
-            raise
-        self._log_transfer("put", name, size, entry.md5, started, "ok")
-        self.chan.send("ok", name=name, size=size, md5=entry.md5, existed=False)
-
-    def do_upload(self, msg: Message) -> None:
-        """A whole small file in one frame. Its reply waits in the batch, so that uploads
-        sent back to back are committed together; the body is read whatever the verdict."""
-        started = time.monotonic()
-        size: int = msg["size"]
-        md5: str = msg["md5"]
-        if size > MAX_INLINE:
-            raise RemoteProtocolError(f"'upload' carries at most {MAX_INLINE} bytes; use 'put'")
-        assert self.account is not None
-        try:
-            name = check_name(msg["name"])
-            existing = self.storage.existing(name)
-            if existing is not None and (existing.md5, existing.size) == (md5, size):
-                self.chan.recv_body(_discard)
-                self._log_transfer("put", name, 0, md5, started, "existed")
-                self.batch.add_reply("ok", started, name=name, size=size, md5=md5, existed=True)
-                return
-            if existing is not None and not msg.get("overwrite", False):
-                raise Exists(f"{name!r} already exists with other content; ask to overwrite")
-            upload = self.storage.begin_upload(
-                name,
-                size,
-                msg.get("overwrite", False),
-                owner=self.account.name,
-                quota=self.account.quota,
-            )
-        except RequestError as exc:
-            self.chan.recv_body(_discard)  # stay in frame: the bytes are on their way anyway
-            self._log_transfer("put", msg["name"], 0, md5, started, exc.code)
-            self.batch.add_reply("error", started, code=exc.code, message=str(exc)[:4000])
-            return
-        try:
-            sink = _UploadSink(upload)
-            self.chan.recv_body(sink)
-            error = sink.error
-            if error is None and upload.md5 != md5:
-                error = ChecksumMismatch(
-                    f"the bytes received hash to {upload.md5}, not {md5}: nothing was stored"
-                )
-        except BaseException:
-            upload.abort()
-            raise
-        if error is not None:
-            upload.abort()
-            self._log_transfer("put", name, 0, md5, started, error.code)
-            self.batch.add_reply("error", started, code=error.code, message=str(error)[:4000])
-            return
-        self.batch.add_upload(upload, started)
-
-    def _receive(self, upload: Upload, md5: str | None) -> Entry:
-        """Stream the body into staging; publish it only if the md5 matches."""
-        try:
-            self.chan.send("continue")
-            header = self.chan.expect("data")
-            if header["size"] != upload.size:
-                raise RemoteProtocolError(
-                    f"'data' has {header['size']} bytes, 'put' said {upload.size}"
-                )
-            sink = _UploadSink(upload)
-            self.chan.recv_body(sink)
-            if md5 is None:
-                md5 = self.chan.expect("done")["md5"]
-            if sink.error is not None:
-                raise sink.error
-            if upload.md5 != md5:
-                raise ChecksumMismatch(
-                    f"the bytes received hash to {upload.md5}, not {md5}: nothing was stored"
-                )
-            return upload.commit()
-        except BaseException:
-            upload.abort()
-            raise

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import shutil
 import stat
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ftpd.catalog import Md5Cache
+from shared import digests
+from shared.digests import MD5
 from shared.errors import (
     BadName,
     Exists,
@@ -60,9 +61,9 @@ class Entry:
     md5: str
 
 
-def hash_file(f: BinaryIO) -> str:
-    """md5 of an open file from its current position (used only for files we did not receive)."""
-    digest = hashlib.md5()
+def hash_file(f: BinaryIO, algo: str = MD5) -> str:
+    """Checksum of an open file from its current position (for files not hashed on receipt)."""
+    digest = digests.new(algo)
     size = os.fstat(f.fileno()).st_size
     buf = bytearray(max(1, min(HASH_CHUNK, size + 1)))
     view = memoryview(buf)
@@ -162,9 +163,11 @@ class Storage:
         entries.sort(key=lambda e: e.name)
         return entries
 
-    def open(self, name: str) -> _Opened:
-        """Open a published file for reading without following a symlink."""
-        return _Opened(self, check_name(name))
+    def open(self, name: str, digest: str = MD5) -> _Opened:
+        """Open a published file for reading without following a symlink.
+
+        The opener's `checksum` is the file's `digest` (cached, or computed now)."""
+        return _Opened(self, check_name(name), digest=digest)
 
     # --- writing ---------------------------------------------------------------
 
@@ -187,6 +190,15 @@ class Storage:
         try:
             with self.open(name) as (_, entry):
                 return entry
+        except NotFound:
+            return None
+
+    def existing_sum(self, name: str, digest: str) -> tuple[int, str] | None:
+        """(size, checksum in `digest`) of the file published under `name`, or None."""
+        opened = self.open(name, digest)
+        try:
+            with opened as (_, entry):
+                return entry.size, opened.checksum
         except NotFound:
             return None
 
@@ -225,6 +237,7 @@ class Storage:
         overwrite: bool,
         owner: str | None = None,
         quota: int | None = None,
+        digest: str = MD5,
     ) -> Upload:
         """Check the upload and reserve its bytes in one step; the Upload releases them."""
         with self._reserve_lock:
@@ -233,7 +246,7 @@ class Storage:
             if owner is not None:
                 self._inflight_by[owner] += size
         try:
-            return Upload(self, name, size, overwrite, owner)
+            return Upload(self, name, size, overwrite, owner, digest)
         except BaseException:
             self._release(size, owner)
             raise
@@ -246,7 +259,7 @@ class Storage:
         (and is not published); the others are unaffected.
         """
         results: list[Entry | FtpError] = []
-        rows: list[tuple[str, os.stat_result, str, str | None]] = []
+        rows: list[tuple[str, os.stat_result, str, str, str | None]] = []
         try:
             for upload in uploads:
                 try:
@@ -262,8 +275,9 @@ class Storage:
                     continue
                 finally:
                     upload._unreserve()
-                rows.append((upload.name, st, upload.md5, upload.owner))
-                results.append(Entry(upload.name, st.st_size, st.st_mtime_ns // 10**9, upload.md5))
+                rows.append((upload.name, st, upload.digest, upload.checksum, upload.owner))
+                md5 = upload.checksum if upload.digest == MD5 else ""
+                results.append(Entry(upload.name, st.st_size, st.st_mtime_ns // 10**9, md5))
             if rows:
                 _fsync_dir(self.root)
                 self.cache.record(rows)
@@ -298,11 +312,15 @@ class Storage:
 class _Opened:
     """Context manager yielding (file, Entry) for a published file."""
 
-    def __init__(self, storage: Storage, name: str, remember: bool = True) -> None:
+    def __init__(
+        self, storage: Storage, name: str, remember: bool = True, digest: str = MD5
+    ) -> None:
         """With remember=False the cache is neither read nor written (the caller batches)."""
         self.storage = storage
         self.name = name
         self.remember = remember
+        self.digest = digest
+        self.checksum = ""
         self.file: BinaryIO | None = None
         self.stat: os.stat_result
 
@@ -322,12 +340,15 @@ class _Opened:
             raise NotFound(f"no file named {self.name!r}")
         self.file = f = os.fdopen(fd, "rb", buffering=0)
         self.stat = st
-        md5 = self.storage.cache.lookup(self.name, st) if self.remember else None
-        if md5 is None:
-            md5 = hash_file(f)
+        cache = self.storage.cache
+        value = cache.lookup(self.name, st, self.digest) if self.remember else None
+        if value is None:
+            value = hash_file(f, self.digest)
             f.seek(0)
             if self.remember:
-                self.storage.cache.store(self.name, st, md5)
+                cache.store(self.name, st, value, self.digest)
+        self.checksum = value
+        md5 = value if self.digest == MD5 else (cache.lookup(self.name, st) or "")
         return f, Entry(self.name, st.st_size, st.st_mtime_ns // 10**9, md5)
 
     def __exit__(self, *exc: object) -> None:
@@ -339,7 +360,13 @@ class Upload:
     """One upload in flight: a staging file hashed as the bytes arrive."""
 
     def __init__(
-        self, storage: Storage, name: str, size: int, overwrite: bool, owner: str | None
+        self,
+        storage: Storage,
+        name: str,
+        size: int,
+        overwrite: bool,
+        owner: str | None,
+        digest: str = MD5,
     ) -> None:
         self.storage = storage
         self.name = name
@@ -348,7 +375,8 @@ class Upload:
         self.owner = owner
         self._reserved = True
         self.received = 0
-        self._md5 = hashlib.md5()
+        self.digest = digest
+        self._hash = digests.new(digest)
         self.path = storage.staging / f"{uuid.uuid4().hex}.part"
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._file = os.fdopen(fd, "wb", buffering=0)
@@ -356,7 +384,7 @@ class Upload:
     def write(self, chunk: memoryview) -> None:
         if self.received + len(chunk) > self.size:
             raise ValueError("more bytes than announced")
-        self._md5.update(chunk)
+        self._hash.update(chunk)
         try:
             while chunk:
                 n = self._file.write(chunk)
@@ -368,8 +396,9 @@ class Upload:
             raise
 
     @property
-    def md5(self) -> str:
-        return self._md5.hexdigest()
+    def checksum(self) -> str:
+        """The digest of the bytes received so far."""
+        return self._hash.hexdigest()
 
     def _unreserve(self) -> None:
         if self._reserved:

@@ -29,6 +29,7 @@ MAX_INLINE = 1 << 20
 _PREFIX = struct.Struct("!I")
 PREFIX_SIZE = _PREFIX.size
 _MD5 = re.compile(r"[0-9a-f]{32}")
+_SUM = re.compile(r"[0-9a-f]{16,128}")
 
 
 class Role(Enum):
@@ -76,12 +77,24 @@ def _md5(value: Any) -> str | None:
     return "must be 32 lowercase hex digits"
 
 
-def _text_list(value: Any) -> str | None:
-    if not isinstance(value, list) or len(value) > 64:
-        return "must be a list of at most 64 strings"
-    if not all(isinstance(v, str) and 0 < len(v) <= 64 for v in value):
-        return "must hold only short non-empty strings"
-    return None
+def _hex_sum(value: Any) -> str | None:
+    if isinstance(value, str) and _SUM.fullmatch(value):
+        return None
+    return "must be 16 to 128 lowercase hex digits"
+
+
+def _list_of_text(items: int, length: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, list) or len(value) > items:
+            return f"must be a list of at most {items} strings"
+        if not all(isinstance(v, str) and 0 < len(v) <= length for v in value):
+            return f"must hold only non-empty strings of at most {length} characters"
+        return None
+
+    return check
+
+
+_text_list = _list_of_text(64, 64)
 
 
 FIELDS: dict[str, Callable[[Any], str | None]] = {
@@ -97,6 +110,9 @@ FIELDS: dict[str, Callable[[Any], str | None]] = {
     "name": _text(4096),
     "size": _integer(0, MAX_SIZE),
     "md5": _md5,
+    "digest": _text(32),
+    "digests": _list_of_text(16, 32),
+    "sum": _hex_sum,
     "mtime": _integer(-(1 << 53), 1 << 53),
     "count": _integer(0, 1 << 32),
     "overwrite": _boolean,
@@ -122,6 +138,9 @@ class Spec:
     login: bool = True
     perm: str | None = None
     help: str = ""
+    one_of: frozenset[str] = frozenset()
+    """At most one of these fields may be present (exactly one when `needs_one`)."""
+    needs_one: bool = False
 
 
 def _spec(sender: Role, required: str = "", optional: str = "", **kw: Any) -> Spec:
@@ -129,32 +148,37 @@ def _spec(sender: Role, required: str = "", optional: str = "", **kw: Any) -> Sp
 
 
 C, S = Role.CLIENT, Role.SERVER
+_SUMS = frozenset({"md5", "sum"})
 MESSAGES: dict[str, Spec] = {
     # client requests (the verbs): each gets exactly one final reply
     "auth": _spec(C, "version mechanism data", login=False, help="start SCRAM login"),
     "auth-final": _spec(C, "data", login=False, help="finish SCRAM login"),
     "ls": _spec(C, perm="r", help="list stored files"),
-    "put": _spec(C, "name size", "md5 overwrite", perm="w", help="upload a file"),
+    "put": _spec(
+        C, "name size", "md5 sum digest overwrite", perm="w", help="upload a file", one_of=_SUMS
+    ),
     "upload": _spec(
         C,
-        "name size md5",
-        "overwrite",
+        "name size",
+        "md5 sum digest overwrite",
         body=True,
         perm="w",
         help="upload a small file in one frame, so that uploads can be pipelined",
+        one_of=_SUMS,
+        needs_one=True,
     ),
-    "get": _spec(C, "name", perm="r", help="download a file"),
+    "get": _spec(C, "name", "digest", perm="r", help="download a file"),
     "rm": _spec(C, "name", perm="d", help="delete a file"),
     "quit": _spec(C, login=False, help="end the session"),
     # client messages inside an upload
     "data": _spec(C, "size", body=True, help="the file bytes, after `continue`"),
-    "done": _spec(C, "md5", help="trailer with the md5, when `put` had none"),
+    "done": _spec(C, "", "md5 sum", help="trailer with the checksum", one_of=_SUMS, needs_one=True),
     # server messages
-    "hello": _spec(S, "version server mechanisms capabilities max_header"),
+    "hello": _spec(S, "version server mechanisms capabilities max_header", "digests"),
     "challenge": _spec(S, "data"),
     "continue": _spec(S),
-    "ok": _spec(S, "", "name size md5 existed data user perms"),
-    "file": _spec(S, "name size md5 mtime", body=True),
+    "ok": _spec(S, "", "name size md5 sum digest existed data user perms", one_of=_SUMS),
+    "file": _spec(S, "name size mtime", "md5 sum digest", body=True, one_of=_SUMS, needs_one=True),
     "listing": _spec(S, "size count", body=True),
     "error": _spec(S, "code message", "fatal"),
 }
@@ -178,6 +202,9 @@ def check_fields(type_: str, fields: Mapping[str, Any], sender: Role) -> str | N
         problem = FIELDS[key](value)
         if problem:
             return f"field {key!r} {problem}"
+    present = spec.one_of & fields.keys()
+    if len(present) > 1 or (spec.needs_one and not present):
+        return f"{type_!r} takes exactly one of {' and '.join(sorted(spec.one_of))}"
     return None
 
 

@@ -191,6 +191,9 @@ WORST: dict[str, Any] = {
     "name": "\x00" * 4096,
     "size": MAX_SIZE,
     "md5": MD5,
+    "digest": "\x00" * 32,
+    "digests": ["\x00" * 32] * 16,
+    "sum": "f" * 128,
     "mtime": -(1 << 53),
     "count": 1 << 32,
     "overwrite": False,
@@ -205,7 +208,7 @@ def test_worst_case_values_are_legal_and_at_the_limit() -> None:
     assert WORST.keys() == FIELDS.keys()
     for key, value in WORST.items():
         assert FIELDS[key](value) is None, key
-        if isinstance(value, str) and key != "md5":
+        if isinstance(value, str) and key not in ("md5", "sum"):
             assert FIELDS[key](value + "x") is not None, key
         elif isinstance(value, list):
             assert FIELDS[key]([*value, "x"]) is not None, key
@@ -215,7 +218,10 @@ def test_worst_case_values_are_legal_and_at_the_limit() -> None:
 @pytest.mark.parametrize("type_", sorted(MESSAGES))
 def test_the_largest_legal_header_of_every_type_can_be_encoded(type_: str) -> None:
     spec = MESSAGES[type_]
-    fields = {key: WORST[key] for key in spec.required | spec.optional}
+    keys = spec.required | spec.optional
+    if spec.one_of:  # only one checksum at a time; `sum` is the longer
+        keys -= spec.one_of - {"sum"}
+    fields = {key: WORST[key] for key in keys}
     wire = encode(type_, spec.sender, **fields)
     assert len(wire) - PREFIX_SIZE <= MAX_HEADER
     decoder = Decoder(spec.sender)
@@ -673,7 +679,15 @@ BAD_FROM_CLIENT: list[tuple[str, bytes, str | None]] = [
     ("missing-name", b'{"type": "put", "size": 1}', "lacks field 'name'"),
     ("missing-everything", b'{"type": "auth"}', "lacks field"),
     ("data-without-size", b'{"type": "data"}', "lacks field 'size'"),
-    ("done-without-md5", b'{"type": "done"}', "lacks field 'md5'"),
+    ("done-without-md5", b'{"type": "done"}', "exactly one of md5 and sum"),
+    (
+        "done-with-both",
+        b'{"type": "done", "md5": "%s", "sum": "%s"}' % (b"a" * 32, b"b" * 32),
+        "exactly one of md5 and sum",
+    ),
+    ("upload-without-sum", b'{"type": "upload", "name": "a", "size": 0}', "exactly one of"),
+    ("sum-too-short", b'{"type": "done", "sum": "abc"}', "16 to 128 lowercase hex"),
+    ("sum-upper", b'{"type": "done", "sum": "%s"}' % (b"A" * 32), "16 to 128 lowercase hex"),
     # duplicate keys
     ("duplicate-type", b'{"type": "ls", "type": "ls"}', "duplicate key 'type'"),
     ("duplicate-type-differs", b'{"type": "get", "name": "a", "type": "rm"}', "duplicate key"),

@@ -1,0 +1,269 @@
+"""The file verbs of a session: ls, get, rm, put and upload, each verified with a digest.
+
+A request may name its digest (`hello.digests`; md5 when it names none). The
+checksum travels in `md5` for md5 and in `sum` for the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ftpd.batch import CommitBatch, sum_fields
+from ftpd.storage import Entry, Storage, Upload
+from shared import digests
+from shared.digests import MD5
+from shared.errors import (
+    BadRequest,
+    ChecksumMismatch,
+    Exists,
+    FtpError,
+    InternalError,
+    LocalFileError,
+    RemoteProtocolError,
+    RequestError,
+    TransportError,
+)
+from shared.listing import encode_listing
+from shared.names import check_name
+from shared.protocol import MAX_INLINE, Message
+from shared.wire import Channel
+
+if TYPE_CHECKING:
+    from ftpd.auth import Account
+
+
+def _discard(chunk: memoryview) -> None:
+    """A sink for the body of a refused upload."""
+
+
+class _UploadSink:
+    """Writes body bytes to staging; after a write error, keeps draining to stay in frame."""
+
+    def __init__(self, upload: Upload) -> None:
+        self.upload = upload
+        self.error: FtpError | None = None
+
+    def __call__(self, chunk: memoryview) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.upload.write(chunk)
+        except FtpError as exc:
+            self.error = exc
+        except OSError as exc:
+            self.error = InternalError(f"cannot write the upload: {exc.strerror}")
+
+
+def requested_digest(msg: Message) -> str:
+    """The digest a request names, checked: this server must have it."""
+    name: str = msg.get("digest", MD5)
+    if name not in digests.available():
+        raise BadRequest(
+            f"this server has no digest {name!r}; it offers {', '.join(digests.available())}"
+        )
+    return name
+
+
+def claimed_sum(msg: Message, digest: str) -> str | None:
+    """The checksum a message carries, in the field its digest calls for."""
+    wrong, right = ("sum", "md5") if digest == MD5 else ("md5", "sum")
+    if wrong in msg.fields:
+        raise BadRequest(f"with digest {digest!r} the checksum goes in {right!r}, not {wrong!r}")
+    return msg.get(right)
+
+
+class TransferVerbs:
+    """Mixed into Session: everything that lists, moves or deletes files."""
+
+    storage: Storage
+    chan: Channel
+    batch: CommitBatch
+    account: Account | None
+    log: logging.Logger
+    peer: str
+    user: str
+
+    def _log_transfer(
+        self,
+        op: str,
+        name: str,
+        size: int,
+        checksum: str,
+        started: float,
+        result: str,
+        digest: str = MD5,
+    ) -> None:
+        self.log.info(
+            "%s user=%s peer=%s name=%s bytes=%d %s=%s seconds=%.3f result=%s",
+            op,
+            self.user,
+            self.peer,
+            json.dumps(name, ensure_ascii=False),
+            size,
+            digest,
+            checksum or "-",
+            time.monotonic() - started,
+            result,
+        )
+
+    def do_ls(self, msg: Message) -> None:
+        entries = self.storage.list()
+        body = encode_listing((e.name, e.size, e.mtime, e.md5) for e in entries)
+        self.chan.send("listing", size=len(body), count=len(entries))
+        self.chan.send_raw(body)
+
+    def do_get(self, msg: Message) -> None:
+        started = time.monotonic()
+        try:
+            digest = requested_digest(msg)
+            opened = self.storage.open(msg["name"], digest)
+            with opened as (f, entry):
+                self.chan.send(
+                    "file",
+                    name=entry.name,
+                    size=entry.size,
+                    mtime=entry.mtime,
+                    **sum_fields(digest, opened.checksum),
+                )
+                self.chan.send_body(f, entry.size)
+        except RequestError as exc:
+            self._log_transfer("get", msg["name"], 0, "", started, exc.code)
+            raise
+        except (TransportError, LocalFileError) as exc:
+            # Out of frame now: the session must end.
+            self._log_transfer(
+                "get", entry.name, entry.size, opened.checksum, started, "network", digest
+            )
+            raise TransportError(str(exc)) from exc
+        self._log_transfer("get", entry.name, entry.size, opened.checksum, started, "ok", digest)
+
+    def do_rm(self, msg: Message) -> None:
+        name = self.storage.remove(msg["name"])
+        self.log.info(
+            "rm user=%s peer=%s name=%s result=ok",
+            self.user,
+            self.peer,
+            json.dumps(name, ensure_ascii=False),
+        )
+        self.chan.send("ok", name=name)
+
+    def _begin(
+        self, msg: Message, digest: str, claimed: str | None, started: float
+    ) -> Upload | None:
+        """The checks of put and upload; None when an identical file is already stored."""
+        name = check_name(msg["name"])
+        size: int = msg["size"]
+        overwrite: bool = msg.get("overwrite", False)
+        existing = self.storage.existing_sum(name, digest)
+        if existing is not None:
+            if claimed is not None and existing == (size, claimed):
+                return None
+            if not overwrite:
+                differs = " with other content" if claimed else ""
+                raise Exists(f"{name!r} already exists{differs}; ask to overwrite")
+        assert self.account is not None
+        return self.storage.begin_upload(
+            name, size, overwrite, owner=self.account.name, quota=self.account.quota, digest=digest
+        )
+
+    def do_put(self, msg: Message) -> None:
+        started = time.monotonic()
+        claimed: str | None = None
+        try:
+            digest = requested_digest(msg)
+            claimed = claimed_sum(msg, digest)
+            upload = self._begin(msg, digest, claimed, started)
+            if upload is None:
+                assert claimed is not None
+                name = check_name(msg["name"])
+                self._log_transfer("put", name, 0, claimed, started, "existed", digest)
+                fields = sum_fields(digest, claimed)
+                self.chan.send("ok", name=name, size=msg["size"], existed=True, **fields)
+                return
+            entry = self._receive(upload, claimed)
+        except RequestError as exc:
+            self._log_transfer("put", msg["name"], 0, claimed or "", started, exc.code)
+            raise
+        except TransportError:
+            self._log_transfer("put", msg["name"], 0, claimed or "", started, "network")
+            raise
+        self._log_transfer("put", entry.name, entry.size, upload.checksum, started, "ok", digest)
+        fields = sum_fields(digest, upload.checksum)
+        self.chan.send("ok", name=entry.name, size=entry.size, existed=False, **fields)
+
+    def do_upload(self, msg: Message) -> None:
+        """A whole small file in one frame. Its reply waits in the batch, so that uploads
+        sent back to back are committed together; the body is read whatever the verdict."""
+        started = time.monotonic()
+        size: int = msg["size"]
+        if size > MAX_INLINE:
+            raise RemoteProtocolError(f"'upload' carries at most {MAX_INLINE} bytes; use 'put'")
+        claimed = ""
+        try:
+            digest = requested_digest(msg)
+            claimed = claimed_sum(msg, digest) or ""
+            upload = self._begin(msg, digest, claimed, started)
+        except RequestError as exc:
+            self.chan.recv_body(_discard)  # stay in frame: the bytes are on their way anyway
+            self._log_transfer("put", msg["name"], 0, claimed, started, exc.code)
+            self.batch.add_reply("error", started, code=exc.code, message=str(exc)[:4000])
+            return
+        if upload is None:
+            self.chan.recv_body(_discard)
+            name = check_name(msg["name"])
+            self._log_transfer("put", name, 0, claimed, started, "existed", digest)
+            fields = sum_fields(digest, claimed)
+            self.batch.add_reply("ok", started, name=name, size=size, existed=True, **fields)
+            return
+        try:
+            sink = _UploadSink(upload)
+            self.chan.recv_body(sink)
+            error = sink.error or _mismatch(upload, claimed)
+        except BaseException:
+            upload.abort()
+            raise
+        if error is not None:
+            upload.abort()
+            self._log_transfer("put", upload.name, 0, claimed, started, error.code, digest)
+            self.batch.add_reply("error", started, code=error.code, message=str(error)[:4000])
+            return
+        self.batch.add_upload(upload, started)
+
+    def _receive(self, upload: Upload, claimed: str | None) -> Entry:
+        """Stream the body into staging; publish it only if the checksum matches."""
+        try:
+            self.chan.send("continue")
+            header = self.chan.expect("data")
+            if header["size"] != upload.size:
+                raise RemoteProtocolError(
+                    f"'data' has {header['size']} bytes, 'put' said {upload.size}"
+                )
+            sink = _UploadSink(upload)
+            self.chan.recv_body(sink)
+            if claimed is None:
+                trailer = self.chan.expect("done")
+                claimed = claimed_sum(trailer, upload.digest)
+                if claimed is None:
+                    field = "md5" if upload.digest == MD5 else "sum"
+                    raise RemoteProtocolError(
+                        f"the 'done' of a {upload.digest} put needs {field!r}"
+                    )
+            error = sink.error or _mismatch(upload, claimed)
+            if error is not None:
+                raise error
+            return upload.commit()
+        except BaseException:
+            upload.abort()
+            raise
+
+
+def _mismatch(upload: Upload, claimed: str) -> ChecksumMismatch | None:
+    if upload.checksum == claimed:
+        return None
+    return ChecksumMismatch(
+        f"the bytes received hash to {upload.checksum} ({upload.digest}), not {claimed}:"
+        " nothing was stored"
+    )
