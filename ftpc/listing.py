@@ -21,6 +21,8 @@ def resolve(token: str, seen: list[Entry] | None, current: list[Entry]) -> str:
     """
     if not is_index(token):
         return check_name(token)
+    if len(token.lstrip("0")) > 18:  # past any listing; int() of 4,301 digits even raises
+        raise NotFound(f"there is no #{token[:20]}... in the last listing")
     index = int(token)
     if seen is None:
         raise StaleListing(f"#{index} refers to a listing, but none was seen: run ls first")

@@ -93,7 +93,13 @@ def daemon(tmp_path: Path, users: UserStore, caplog: pytest.LogCaptureFixture) -
         yield Daemon(server, server.storage.root, users, host, port)
     finally:
         stop_daemon(server, thread)
-    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert_no_traceback(caplog)
+
+
+def assert_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """Every phase's records: at teardown, `caplog.records` holds only teardown's own."""
+    records = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
+    tracebacks = [r for r in records if r.exc_info]
     assert not tracebacks, f"the daemon logged a traceback: {tracebacks[0].getMessage()}"
 
 

@@ -22,7 +22,7 @@ from ftpd.storage import Storage
 from shared.errors import Busy, NoSpace, QuotaExceeded, TransportError
 from shared.protocol import Role
 from shared.wire import Channel, RateGuard
-from tests.conftest import ACCOUNTS, Raw, start_daemon, stop_daemon, wait_until
+from tests.conftest import ACCOUNTS, Raw, assert_no_traceback, start_daemon, stop_daemon, wait_until
 
 
 @contextmanager
@@ -36,7 +36,7 @@ def limited(
         yield server
     finally:
         stop_daemon(server, thread)
-    assert not [r for r in caplog.records if r.exc_info], "the daemon logged a traceback"
+    assert_no_traceback(caplog)
 
 
 def first_reply(address: tuple[str, int], source: str = "127.0.0.1") -> tuple[socket.socket, str]:

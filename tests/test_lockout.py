@@ -17,7 +17,7 @@ from ftpd.auth import UserStore
 from ftpd.lockout import LockoutPolicy, LoginGuard
 from ftpd.server import FtpServer
 from shared.errors import AuthFailed, LockedOut
-from tests.conftest import ACCOUNTS, start_daemon, stop_daemon, wait_until
+from tests.conftest import ACCOUNTS, assert_no_traceback, start_daemon, stop_daemon, wait_until
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "SECURITY.md"
 
@@ -87,7 +87,7 @@ def daemon_with(
         yield server
     finally:
         stop_daemon(server, thread)
-    assert not [r for r in caplog.records if r.exc_info], "the daemon logged a traceback"
+    assert_no_traceback(caplog)
 
 
 def login(server: FtpServer, user: str, password: str, source: str = "127.0.0.1") -> Client:

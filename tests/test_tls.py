@@ -29,6 +29,7 @@ from tests.conftest import (
     ACCOUNTS,
     TEST_ITERATIONS,
     ProcessDaemon,
+    assert_no_traceback,
     fake_hello,
     start_daemon,
     stop_daemon,
@@ -66,7 +67,7 @@ def tls_daemon(
         yield server
     finally:
         stop_daemon(server, thread)
-    assert not [r for r in caplog.records if r.exc_info], "the daemon logged a traceback"
+    assert_no_traceback(caplog)
 
 
 def options(tmp_path: Path, **kw: object) -> TlsOptions:
