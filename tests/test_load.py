@@ -76,9 +76,10 @@ def run_load(
 def check(figures: dict[str, float], problems: list[str], clients: int) -> None:
     print(" ".join(f"{k}={v:.1f}" for k, v in figures.items()))
     assert problems == []
-    # Memory is bounded by connections, not bytes: at most a 1 MiB body buffer and a
-    # 64 KiB header buffer each, plus the interpreter.
-    assert figures["rss_peak_MiB"] - figures["rss_start_MiB"] < clients * 1.2 + 64
+    # Memory is bounded by connections, not by bytes moved: each busy connection holds a
+    # body buffer (up to 1 MiB), a 64 KiB header buffer, its thread's stack pages and the
+    # allocator's share; measured at about 1.6 MiB when every file is 1 MiB or more.
+    assert figures["rss_peak_MiB"] - figures["rss_start_MiB"] < clients * 2 + 64
 
 
 def test_200_clients_put_get_ls(tmp_path: Path) -> None:
