@@ -47,6 +47,7 @@ from shared.errors import (
 from shared.names import check_name
 from shared.protocol import PROTOCOL_VERSION, Message, Role
 from shared.wire import Channel
+from shared.writeback import WriteBehind
 
 DEFAULT_PORT = 8021
 MECHANISM = "SCRAM-SHA-256"
@@ -443,6 +444,7 @@ class Client:
     def _receive_into(self, fd: int, on_progress: Progress | None) -> str:
         """Write the body into `fd`, hashing it on the way; fsync before anyone renames it."""
         digest = digests.new(self.digest)
+        behind = WriteBehind(fd)
         with os.fdopen(fd, "wb", buffering=0) as out:
 
             def received(chunk: memoryview) -> None:
@@ -450,15 +452,17 @@ class Client:
                 rest = chunk
                 while rest:
                     rest = rest[out.write(rest) :]
+                behind.wrote(len(chunk))
                 if on_progress is not None:
                     on_progress(len(chunk))
 
             try:
                 self.chan.recv_body(received)
             except BaseException:
+                behind.wait()
                 self._drop()  # the rest of the body is still on the wire
                 raise
-            os.fsync(out.fileno())
+            behind.finish()
         return digest.hexdigest()
 
     # --- delete ----------------------------------------------------------------

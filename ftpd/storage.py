@@ -41,6 +41,7 @@ from shared.errors import (
     TooLarge,
 )
 from shared.names import RESERVED_PREFIX, check_name
+from shared.writeback import WriteBehind
 
 HASH_CHUNK = 1 << 20
 
@@ -380,6 +381,7 @@ class Upload:
         self.path = storage.staging / f"{uuid.uuid4().hex}.part"
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._file = os.fdopen(fd, "wb", buffering=0)
+        self._behind = WriteBehind(fd)
 
     def write(self, chunk: memoryview) -> None:
         if self.received + len(chunk) > self.size:
@@ -390,6 +392,7 @@ class Upload:
                 n = self._file.write(chunk)
                 chunk = chunk[n:]
                 self.received += n
+                self._behind.wrote(n)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise NoSpace("the server ran out of disk space") from exc
@@ -415,7 +418,7 @@ class Upload:
     def _sync(self) -> os.stat_result:
         """Make the bytes durable; the file is closed either way."""
         try:
-            os.fsync(self._file.fileno())
+            self._behind.finish()
             return os.fstat(self._file.fileno())
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -441,6 +444,7 @@ class Upload:
     def abort(self) -> None:
         """Drop the staging file; the published version, if any, is untouched."""
         self._unreserve()
+        self._behind.wait()
         self._file.close()
         self.path.unlink(missing_ok=True)
 
