@@ -332,24 +332,21 @@ class Client:
             if reply.type == "ok":
                 seconds = time.monotonic() - started
                 return PutResult(name, size, self._sum(reply), True, seconds, algo)
-            digest = digests.new(algo)
-
-            def sent(chunk: memoryview) -> None:
-                digest.update(chunk)
-                if on_progress is not None:
-                    on_progress(len(chunk))
-
+            # The kernel sends the file while a second thread hashes it: two cores at work.
+            hasher = digests.FileHasher(f.fileno(), size, algo)
             self.chan.send("data", size=size)
             try:
-                self.chan.send_body(f, size, on_chunk=sent)
+                self.chan.send_body(f, size, on_sent=on_progress)
+                value = hasher.result()
             except OSError as exc:
+                hasher.close()
                 self._drop()
-                raise LocalFileError(f"cannot read {path}: {exc.strerror}") from exc
+                raise LocalFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
             except BaseException:
                 # Interrupted mid-body (even by Ctrl-C): the stream is out of frame.
+                hasher.close()
                 self._drop()
                 raise
-            value = digest.hexdigest()
             if trailer:
                 self.chan.send("done", **({"md5": value} if algo == MD5 else {"sum": value}))
             ok = self._reply("ok")
@@ -443,27 +440,31 @@ class Client:
 
     def _receive_into(self, fd: int, on_progress: Progress | None) -> str:
         """Write the body into `fd`, hashing it on the way; fsync before anyone renames it."""
-        digest = digests.new(self.digest)
+        digest = digests.hasher_for_stream(self.digest)
         behind = WriteBehind(fd)
-        with os.fdopen(fd, "wb", buffering=0) as out:
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as out:
 
-            def received(chunk: memoryview) -> None:
-                digest.update(chunk)
-                rest = chunk
-                while rest:
-                    rest = rest[out.write(rest) :]
-                behind.wrote(len(chunk))
-                if on_progress is not None:
-                    on_progress(len(chunk))
+                def received(chunk: memoryview) -> None:
+                    digest.update(chunk)
+                    rest = chunk
+                    while rest:
+                        rest = rest[out.write(rest) :]
+                    behind.wrote(len(chunk))
+                    if on_progress is not None:
+                        on_progress(len(chunk))
 
-            try:
-                self.chan.recv_body(received)
-            except BaseException:
-                behind.wait()
-                self._drop()  # the rest of the body is still on the wire
-                raise
-            behind.finish()
-        return digest.hexdigest()
+                try:
+                    self.chan.recv_body(received)
+                except BaseException:
+                    behind.wait()
+                    self._drop()  # the rest of the body is still on the wire
+                    raise
+                behind.finish()
+            return digest.hexdigest()
+        finally:
+            if isinstance(digest, digests.BackgroundHasher):
+                digest.close()
 
     # --- delete ----------------------------------------------------------------
 

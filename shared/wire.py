@@ -25,8 +25,8 @@ CHUNK = 1 << 20
 """Body bytes moved per system call: large buffers keep the per-chunk cost low."""
 HEADER_CHUNK = 1 << 16
 """Bytes read per call between bodies; an idle connection holds no more than this."""
-SENDFILE_CHUNK = 8 << 20
-"""Bytes per sendfile call: small enough to check the transfer rate between calls."""
+SENDFILE_CHUNK = 1 << 20
+"""Bytes per sendfile call: small enough for smooth progress and rate checks between calls."""
 
 Sink = Callable[[memoryview], None]
 
@@ -119,10 +119,17 @@ class Channel:
         except OSError as exc:
             raise TransportError(f"connection lost while sending: {_describe(exc)}") from exc
 
-    def send_body(self, f: BinaryIO, size: int, on_chunk: Sink | None = None) -> None:
+    def send_body(
+        self,
+        f: BinaryIO,
+        size: int,
+        on_chunk: Sink | None = None,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> None:
         """Send exactly `size` bytes of `f` after a body header.
 
-        With no `on_chunk` the kernel copies the file (sendfile). A file that
+        With no `on_chunk` the kernel copies the file (sendfile), and `on_sent`
+        hears how many bytes each call moved. A file that
         shrank under us cannot be padded honestly, so that is an error
         and the caller must drop the connection (LocalFileError).
         """
@@ -146,6 +153,8 @@ class Channel:
                     sent += n
                     if guard is not None:
                         guard.update(n)
+                    if on_sent is not None:
+                        on_sent(n)
             else:
                 buf = self._body_buffer(size)
                 while sent < size:

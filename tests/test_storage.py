@@ -54,7 +54,7 @@ def test_staging_is_invisible_until_commit(storage: Storage) -> None:
     up = storage.begin_upload("x", 4, False)
     up.write(memoryview(b"ab"))
     assert storage.list() == []
-    assert up.path.exists()
+    assert os.path.exists(up.path)
     up.write(memoryview(b"cd"))
     up.commit()
     assert [e.name for e in storage.list()] == ["x"]
