@@ -1,0 +1,140 @@
+"""What the figures were measured on: they mean little without the machine next to them."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+def _first(path: str, prefix: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(prefix):
+                    return line.split(":", 1)[1].strip() if ":" in line else line.strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _filesystem(path: Path) -> str:
+    """Type and device of the filesystem holding `path` (the bench's temp dir)."""
+    best, found = "", "unknown"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as f:
+            for line in f:
+                device, mount, fstype = line.split()[:3]
+                if str(path).startswith(mount) and len(mount) >= len(best):
+                    best, found = mount, f"{fstype} on {device} ({mount})"
+    except OSError:
+        pass
+    return found
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def code_version(repo: Path) -> str:
+    """The commit measured, marked "+changes" when the working tree differs from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if dirty else "")
+
+
+def machine_info(tmp: Path) -> dict[str, Any]:
+    ram_kib = _first("/proc/meminfo", "MemTotal").split()[0]
+    os_name = _first("/etc/os-release", "PRETTY_NAME=").split("=", 1)[-1].strip('"')
+    return {
+        "cpu_model": _first("/proc/cpuinfo", "model name"),
+        "cores": os.cpu_count(),
+        "ram_gib": round(int(ram_kib) / 2**20, 1) if ram_kib.isdigit() else None,
+        "kernel": platform.release(),
+        "os": os_name,
+        "python": platform.python_version(),
+        "tmp_filesystem": _filesystem(tmp),
+        "ftpdrop": _version("ftpdrop"),
+        "commit": code_version(Path(__file__).resolve().parent.parent),
+        "pyftpdlib": _version("pyftpdlib"),
+    }
+
+
+def describe(m: dict[str, Any]) -> str:
+    return (
+        f"{m['cpu_model']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}, "
+        f"Linux {m['kernel']}, Python {m['python']}; temp files on {m['tmp_filesystem']};"
+        f" ftpd commit {m['commit']}"
+    )
+
+
+class CpuWatch:
+    """CPU time the rest of the machine used while the bench ran: the figures' noise floor.
+
+    Busy time from /proc/stat, less the CPU time of the bench and its (reaped) children.
+    Kernel work done for the bench, such as writeback, counts as "other" too, so a few
+    percent is normal; much more means someone else was using the machine.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.busy = _busy_seconds()
+        self.own = _own_cpu_seconds()
+        self.load = os.getloadavg()[0]
+
+    def summary(self) -> dict[str, Any]:
+        wall = time.monotonic() - self.started
+        other = (_busy_seconds() - self.busy) - (_own_cpu_seconds() - self.own)
+        cores = os.cpu_count() or 1
+        return {
+            "load_1min_at_start": round(self.load, 2),
+            "load_1min_at_end": round(os.getloadavg()[0], 2),
+            "other_cpu_seconds": round(max(0.0, other), 1),
+            "other_cpu_share": round(max(0.0, other) / (wall * cores), 3),
+        }
+
+
+def _busy_seconds() -> float:
+    """All CPUs' non-idle time (user, nice, system, irq, softirq, steal) in seconds."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def describe_load(load: dict[str, Any]) -> str:
+    share = load["other_cpu_share"]
+    text = (
+        f"other processes and the kernel used {share:.0%} of the CPU during the run"
+        f" (load average {load['load_1min_at_start']} at start)"
+    )
+    return text + ("; figures are disturbed" if share > 0.1 else "")
