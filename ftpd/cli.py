@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
+import queue
 import signal
 import ssl
 import sys
@@ -239,6 +241,7 @@ def serve(
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    listener = _log_in_background()
     bound_host, bound_port = server.address
     if tls is not None:
         click.echo(f"TLS certificate SHA256 fingerprint: {tls.fingerprint}")
@@ -248,7 +251,21 @@ def serve(
         server.serve_forever()
     finally:
         server.server_close()
+        listener.stop()  # writes what is still queued
     click.echo("stopped")
+
+
+def _log_in_background() -> logging.handlers.QueueListener:
+    """Hand log records to a thread that writes them: a session thread then never waits on
+    stderr, whose write and flush per record cost more than a small upload's own work."""
+    root = logging.getLogger()
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, *root.handlers, respect_handler_level=True)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(logging.handlers.QueueHandler(records))
+    listener.start()
+    return listener
 
 
 def _load_tls(cert: Path | None, key: Path | None) -> ServerTLS | None:

@@ -199,6 +199,10 @@ class Storage:
 
     def existing_sum(self, name: str, digest: str) -> tuple[int, str] | None:
         """(size, checksum in `digest`) of the file published under `name`, or None."""
+        try:
+            os.lstat(os.path.join(self._root, check_name(name)))
+        except FileNotFoundError:
+            return None  # the common case for an upload, answered without raising NotFound
         opened = self.open(name, digest)
         try:
             with opened as (_, entry):
