@@ -13,11 +13,13 @@ import matplotlib.pyplot as plt  # after use(): the backend must be chosen first
 from matplotlib.axes import Axes
 
 from bench.ceiling import TCP_MD5
-from bench.plan import Plan
+from bench.plan import FAST_DIGEST, Plan
 from bench.report import MEMORY_BUDGET_MIB, section_titles
 from bench.stats import Figure, Results
 
 COLORS = {"ceiling": "#7f7f7f", "ftpd": "#1f77b4", "pyftpdlib": "#ff7f0e", "vsftpd": "#2ca02c"}
+FAST_COLOR = "#aec7e8"
+"""ftpd verified with FAST_DIGEST: a lighter shade of ftpd's blue."""
 MEMORY_TITLE = f"MiB added during one transfer (peak - baseline); budget {MEMORY_BUDGET_MIB} MiB"
 
 
@@ -52,14 +54,21 @@ def draw(results: Results, plan: Plan, title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def _color(f: Figure) -> str:
+    if f.key.endswith(f".{FAST_DIGEST}"):
+        return FAST_COLOR
+    return COLORS.get(f.impl, "#9467bd")
+
+
 def _panel(ax: Axes, title: str, figs: list[Figure]) -> None:
-    """Horizontal bars, one per figure; hatched bars are a peer's transfer plus md5."""
+    """Horizontal bars, one per figure; hatched bars are a peer's transfer plus md5, light
+    blue ones ftpd verified with FAST_DIGEST instead of md5."""
     medians = [f.median for f in figs]
     bars = ax.barh(
         [f.label for f in figs],
         medians,
         xerr=[[f.median - f.min for f in figs], [f.max - f.median for f in figs]],
-        color=[COLORS.get(f.impl, "#9467bd") for f in figs],
+        color=[_color(f) for f in figs],
         capsize=3,
     )
     for bar, f in zip(bars, figs, strict=True):

@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+from shared import digests
+
 BUF = 1 << 20
 """1 MiB reads: the buffer size every party in the bench uses."""
 
@@ -37,7 +39,12 @@ def make_small_files(folder: Path, count: int, size: int) -> list[Path]:
 
 def md5_file(path: Path) -> str:
     """md5 of a file read through one reused 1 MiB buffer (from page cache once it is warm)."""
-    digest = hashlib.md5()
+    return file_digest(path, "md5")
+
+
+def file_digest(path: Path, name: str) -> str:
+    """The `name` digest (as ftpd computes it, from `shared.digests`) of a whole file."""
+    digest = digests.new(name)
     buf = bytearray(BUF)
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:

@@ -1,7 +1,8 @@
 """One client session per kind of server, behind the same four calls.
 
-ftpd is driven through `ftpc.Client`, which verifies every transfer with md5; FTP servers
-through the standard library's `ftplib`, which does not. Both read and write in 1 MiB blocks.
+ftpd is driven through `ftpc.Client`, which verifies every transfer with the endpoint's
+digest (md5 unless it says otherwise); FTP servers through the standard library's `ftplib`,
+which does not. Both read and write in 1 MiB blocks.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ TIMEOUT = 600.0
 
 class Session(Protocol):
     def put(self, path: Path, name: str) -> str | None:
-        """Upload; return the verified md5 if the protocol checks one."""
+        """Upload; return the verified checksum if the protocol checks one."""
 
     def get(self, name: str, dest: Path) -> str | None:
-        """Download to the file `dest`; return the verified md5 if the protocol checks one."""
+        """Download to the file `dest`; return the verified checksum if the protocol checks one."""
 
     def put_many(self, paths: list[Path]) -> None:
         """Upload every file under its own name, pipelined where the protocol allows it."""
@@ -34,18 +35,23 @@ class Session(Protocol):
 
 
 class FtpdSession:
-    """A logged-in `ftpc.Client` (connect, hello and the SCRAM exchange happen here)."""
+    """A logged-in `ftpc.Client` (connect, hello and the SCRAM exchange happen here).
+
+    Its checksums are in the endpoint's digest: md5, or e.g. xxh3-128 when it was negotiated.
+    """
 
     def __init__(self, ep: Endpoint) -> None:
         from ftpc import Client
 
-        self.client = Client(ep.host, ep.port, ep.user, ep.password, timeout=TIMEOUT)
+        self.client = Client(
+            ep.host, ep.port, ep.user, ep.password, timeout=TIMEOUT, digest=ep.digest
+        )
 
     def put(self, path: Path, name: str) -> str | None:
-        return self.client.put(path, name).md5
+        return self.client.put(path, name).checksum
 
     def get(self, name: str, dest: Path) -> str | None:
-        return self.client.get(name, dest).md5
+        return self.client.get(name, dest).checksum
 
     def put_many(self, paths: list[Path]) -> None:
         """`Client.put_many`: small files go pipelined and the server commits them in groups."""
@@ -108,7 +114,7 @@ def connect(ep: Endpoint) -> Session:
 def perform(session: Session, op: str, local: Path, name: str) -> str | None:
     """One client operation: `put` or `get` a file as `name`; or upload every file of the
     directory `local` under its own name, one `put` after another (`putdir`) or with
-    `put_many` (`putmany`). Returns the verified md5 of a single transfer, if any."""
+    `put_many` (`putmany`). Returns the verified checksum of a single transfer, if any."""
     if op == "put":
         return session.put(local, name)
     if op == "get":

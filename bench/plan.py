@@ -12,6 +12,10 @@ MB = 10**6
 SCENARIOS = ("ceiling", "big", "small", "concurrent", "login")
 """`--only` picks among these; the memory figures come with the `big` scenario."""
 
+FAST_DIGEST = "xxh3-128"
+"""The faster digest ftpd negotiates; the `big` scenario measures ftpd with it too. Its
+figures' keys end in `.xxh3-128` (`ftpd.big.up.xxh3-128`, `ftpd.big.down.xxh3-128`)."""
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.ceiling import TCP_MD5
 from bench.machine import describe, describe_load
-from bench.plan import Plan
+from bench.plan import FAST_DIGEST, Plan
 from bench.stats import Figure, Results
 
 PEERS = ("pyftpdlib", "vsftpd")
@@ -52,8 +53,15 @@ class Target:
     def shown(self) -> str:
         if self.ratio is None:
             return ""
-        # Three decimals: 0.849x must not print as 0.85x next to a FAIL.
-        return f"{_num(self.ratio)} MiB" if self.at_most else f"{self.ratio:.3f}x"
+        if self.at_most:
+            return f"{_num(self.ratio)} MiB"
+        # Three decimals, so that 0.849x does not print as 0.85x next to a FAIL; and cut
+        # rather than rounded when rounding would reach the threshold: 0.9996x next to a
+        # FAIL prints as 0.999x, not 1.000x.
+        shown = round(self.ratio, 3)
+        if self.verdict == "FAIL" and shown >= self.threshold:
+            shown = math.floor(self.ratio * 1000) / 1000
+        return f"{shown:.3f}x"
 
 
 def _num(value: float) -> str:
@@ -69,7 +77,7 @@ def _times(ratio: float) -> str:
 def _peer_key(key: str, peer: str) -> str:
     """The peer figure a figure compares with: same scenario, same direction."""
     rest = key.split(".", 1)[1].replace("cli.", "big.").removesuffix(".600k")
-    rest = rest.removesuffix(".serial")
+    rest = rest.removesuffix(".serial").removesuffix(f".{FAST_DIGEST}")
     return f"{peer}.{rest}"
 
 
@@ -87,6 +95,10 @@ def targets(results: Results, plan: Plan) -> list[Target]:
             if theirs is not None or peer == "pyftpdlib":
                 goal = f"{plan.big_label} {word} >= 1.3x {peer} transfer + md5 both sides"
                 out.append(_ratio(goal, ours, theirs, 1.3))
+        # With the faster digest, a verified transfer should match or beat an unverified one.
+        fast = results.get(f"ftpd.big.{op}.{FAST_DIGEST}")
+        goal = f"{plan.big_label} {word} verified with {FAST_DIGEST} >= 1x pyftpdlib unverified"
+        out.append(_ratio(goal, fast, results.get(f"pyftpdlib.big.{op}"), 1.0))
     goal = f"{plan.small_count:,} small files (put_many): files/s >= 4x pyftpdlib"
     out.append(_ratio(goal, results.get("ftpd.small"), results.get("pyftpdlib.small"), 4.0))
     goal = f"{plan.clients} clients aggregate >= 0.8x single-stream raw TCP+md5 ceiling"

@@ -14,12 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import ceiling, scenarios
-from bench.data import make_file, make_small_files
-from bench.plan import Plan
+from bench.data import file_digest, make_file, make_small_files
+from bench.plan import FAST_DIGEST, Plan
 from bench.procs import Processes
 from bench.scenarios import Data
 from bench.servers import Server, start_ftpd, start_pyftpdlib, start_vsftpd, vsftpd_unusable
 from bench.stats import Results
+from shared import digests
 
 
 def say(text: str) -> None:
@@ -35,6 +36,13 @@ def settle() -> None:
     os.sync()
 
 
+def fast_digest_missing(plan: Plan) -> str | None:
+    """Why the FAST_DIGEST rows of the `big` scenario cannot be measured, or None."""
+    if "big" in plan.scenarios and FAST_DIGEST not in digests.available():
+        return f"{FAST_DIGEST} not installed (pip install xxhash); its ftpd rows are skipped"
+    return None
+
+
 def prepare(work: Path, plan: Plan) -> Data:
     """Write the test files once; they stay in page cache for the whole run."""
     say(f"writing test files in {work} ...")
@@ -45,6 +53,8 @@ def prepare(work: Path, plan: Plan) -> Data:
     needs_big = {"ceiling", "big"} & set(plan.scenarios)
     big, medium = data_dir / "big.bin", data_dir / "medium.bin"
     big_md5 = make_file(big, plan.big_size) if needs_big else ""
+    measure_fast = "big" in plan.scenarios and fast_digest_missing(plan) is None
+    big_fast = file_digest(big, FAST_DIGEST) if measure_fast else ""
     medium_md5 = make_file(medium, plan.client_size) if "concurrent" in plan.scenarios else ""
     small = (
         make_small_files(data_dir / "small", plan.small_count, plan.small_size)
@@ -56,7 +66,7 @@ def prepare(work: Path, plan: Plan) -> Data:
         if "login" in plan.scenarios
         else []
     )
-    return Data(big, big_md5, medium, medium_md5, small, listing, downloads)
+    return Data(big, big_md5, big_fast, medium, medium_md5, small, listing, downloads)
 
 
 def start_servers(
@@ -85,6 +95,9 @@ def measure(plan: Plan, work: Path, procs: Processes, results: Results, vsftpd: 
     """Every scenario of `plan`, into `results`."""
     data = prepare(work, plan)
     servers = start_servers(procs, work, plan, results, vsftpd)
+    if (missing := fast_digest_missing(plan)) is not None:
+        results.note(missing)
+        say(f"note: {missing}")
 
     def each_run(scenario: str, steps: list[Step]) -> None:
         """Every step once per run, in the same order each time, each on a settled disk."""
@@ -112,6 +125,18 @@ def measure(plan: Plan, work: Path, procs: Processes, results: Results, vsftpd: 
         if server.endpoint.kind == "ftpd":
             scenarios.cli_upload(results, procs, server, data)
 
+    def big_fast(i: int, server: Server) -> None:
+        scenarios.big_fast_digest(results, procs, server, data, plan, i)
+
+    def big_steps() -> list[Step]:
+        """Each server's big transfers; ftpd's are followed by the same with FAST_DIGEST."""
+        steps: list[Step] = []
+        for s in servers:
+            steps.append((s.name, functools.partial(big, server=s)))
+            if s.endpoint.kind == "ftpd" and data.big_fast:
+                steps.append((f"{s.name} {FAST_DIGEST}", functools.partial(big_fast, server=s)))
+        return steps
+
     def small(i: int, server: Server) -> None:
         scenarios.small_files(results, server, data, i)
 
@@ -122,7 +147,7 @@ def measure(plan: Plan, work: Path, procs: Processes, results: Results, vsftpd: 
         scenarios.login_list(results, server, data, plan)
 
     each_run("ceiling", [("ceiling", ceiling_step)])
-    each_run("big", per_server(big))
+    each_run("big", big_steps())
     each_run("small", [("disk floor", disk_floor), *per_server(small)])
     each_run("concurrent", per_server(concurrent))
     if "login" in plan.scenarios:

@@ -1,8 +1,9 @@
 """The scenarios, each measured the same way on every server.
 
 Clocks start after login (except for the `ftpc` command and the login scenario) and stop when
-the last byte is acknowledged: for ftpd that includes the md5 check and the fsync-and-rename of
-every upload and download; FTP servers and ftplib do neither.
+the last byte is acknowledged: for ftpd that includes the digest check (md5, or xxh3-128 in the
+rows that say so) and the fsync-and-rename of every upload and download; FTP servers and ftplib
+do neither.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bench.data import clear_dir, md5_file
 from bench.drivers import Session, connect
-from bench.plan import MB, Plan
+from bench.plan import FAST_DIGEST, MB, Plan
 from bench.procs import (
     Processes,
     peak_rss_kib,
@@ -29,7 +30,7 @@ from bench.procs import (
     reset_peak_rss,
     send_line,
 )
-from bench.servers import Server, server_pids
+from bench.servers import Endpoint, Server, server_pids
 from bench.stats import Results
 from bench.transfer_child import ENV as ENDPOINT_ENV
 
@@ -38,14 +39,19 @@ LABELS = {
     "pyftpdlib": "pyftpdlib (ftplib client)",
     "vsftpd": "vsftpd (ftplib client)",
 }
+FAST_LABEL = f"ftpd/ftpc, {FAST_DIGEST} digest (ftpc.Client)"
 
 
 @dataclass(frozen=True)
 class Data:
-    """The local files every scenario reads, with their md5 (computed once, when written)."""
+    """The local files every scenario reads, with their md5 (computed once, when written).
+
+    `big_fast` is the big file's FAST_DIGEST checksum ("" when that digest is not measured).
+    """
 
     big: Path
     big_md5: str
+    big_fast: str
     medium: Path
     medium_md5: str
     small: list[Path]
@@ -71,8 +77,8 @@ def big_transfer(
     legs = (("up", "put", data.big, data.big, stored), ("down", "get", fetched, stored, fetched))
     for op, call, local, src, copy in legs:
         out = child_transfer(procs, server, call, local, name)
-        if out["md5"] is not None and out["md5"] != data.big_md5:
-            raise RuntimeError(f"{impl} {op}: md5 {out['md5']}, expected {data.big_md5}")
+        if out["checksum"] is not None and out["checksum"] != data.big_md5:
+            raise RuntimeError(f"{impl} {op}: md5 {out['checksum']}, expected {data.big_md5}")
         results.figure(f"{impl}.big.{op}", f"big.{op}", impl, LABELS[impl], "MB/s").add(
             size / MB / out["seconds"]
         )
@@ -94,6 +100,30 @@ def big_transfer(
     clear_dir(data.downloads)
 
 
+def big_fast_digest(
+    results: Results, procs: Processes, server: Server, data: Data, plan: Plan, run: int
+) -> None:
+    """ftpd's big upload then download again, verified with FAST_DIGEST instead of md5.
+
+    Measured like the md5 rows (a fresh child process per transfer, login off the clock);
+    the memory figures come from the md5 rows only.
+    """
+    name = f"big-{FAST_DIGEST}-{run}.bin"
+    endpoint = replace(server.endpoint, digest=FAST_DIGEST)
+    for op, call, local in (("up", "put", data.big), ("down", "get", data.downloads / name)):
+        out = child_transfer(procs, server, call, local, name, endpoint)
+        if out["checksum"] != data.big_fast:
+            raise RuntimeError(
+                f"{server.name} {op}: {FAST_DIGEST} {out['checksum']}, expected {data.big_fast}"
+            )
+        key = f"{server.name}.big.{op}.{FAST_DIGEST}"
+        results.figure(key, f"big.{op}", server.name, FAST_LABEL, "MB/s").add(
+            plan.big_size / MB / out["seconds"]
+        )
+    clear_dir(server.root)
+    clear_dir(data.downloads)
+
+
 def _timed_md5(path: Path, expected: str) -> float:
     started = time.perf_counter()
     got = md5_file(path)
@@ -104,11 +134,20 @@ def _timed_md5(path: Path, expected: str) -> float:
 
 
 def child_transfer(
-    procs: Processes, server: Server, op: str, local: Path, name: str
+    procs: Processes,
+    server: Server,
+    op: str,
+    local: Path,
+    name: str,
+    endpoint: Endpoint | None = None,
 ) -> dict[str, Any]:
-    """Run one transfer in `bench.transfer_child`; add the server's baseline and peak RSS."""
+    """Run one transfer in `bench.transfer_child`; add the server's baseline and peak RSS.
+
+    The child connects to `endpoint`, by default the server's own (md5 for ftpd).
+    """
     argv = python_module("bench.transfer_child", op, str(local), name)
-    env = {**os.environ, ENDPOINT_ENV: json.dumps(server.endpoint.to_json())}
+    endpoint = endpoint or server.endpoint
+    env = {**os.environ, ENDPOINT_ENV: json.dumps(endpoint.to_json())}
     proc = procs.start(argv, "transfer.log", pipes=True, env=env)
     try:
         client_ready = read_json_line(proc, 120)
@@ -125,7 +164,7 @@ def child_transfer(
         raise RuntimeError(f"{server.name} {op}: child failed; {procs.log_tail('transfer.log')}")
     return {
         "seconds": out["seconds"],
-        "md5": out["md5"],
+        "checksum": out["checksum"],
         "client_rss_kib": client_ready["rss_kib"],
         "client_peak_kib": out["peak_kib"],
         "server_rss_kib": baseline,

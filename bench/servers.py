@@ -22,13 +22,17 @@ BENCH_ITERATIONS = 4096
 
 @dataclass(frozen=True)
 class Endpoint:
-    """How a client reaches a server: `kind` is "ftpd" (ftpc.Client) or "ftp" (ftplib)."""
+    """How a client reaches a server: `kind` is "ftpd" (ftpc.Client) or "ftp" (ftplib).
+
+    `digest` is what an ftpd session verifies its transfers with (ftplib ignores it).
+    """
 
     kind: str
     host: str
     port: int
     user: str
     password: str
+    digest: str = "md5"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -2,7 +2,8 @@
 
     BENCH_ENDPOINT=JSON python -m bench.transfer_child put|get|putdir|putmany LOCAL NAME
 
-The endpoint (with its password) comes in the environment, where `ps` does not show it.
+The endpoint (with its password, and the digest an ftpd session verifies with) comes in the
+environment, where `ps` does not show it.
 The child logs in, prints {"rss_kib": ...} and waits for a line on stdin, while the bench
 resets the server's peak RSS. Then it transfers, prints seconds, baseline and peak RSS, and
 keeps the session open until a second line, so the server's peak is read while the session
@@ -36,9 +37,9 @@ def main(argv: list[str]) -> None:
         _emit(rss_kib=baseline)
         sys.stdin.readline()
         started = time.perf_counter()
-        md5 = perform(session, op, Path(local), name)
+        checksum = perform(session, op, Path(local), name)
         seconds = time.perf_counter() - started
-        _emit(seconds=seconds, md5=md5, rss_kib=baseline, peak_kib=peak_rss_kib())
+        _emit(seconds=seconds, checksum=checksum, rss_kib=baseline, peak_kib=peak_rss_kib())
         sys.stdin.readline()
     finally:
         session.close()
