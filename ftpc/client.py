@@ -10,22 +10,26 @@ Every failure is one of the typed errors in `shared.errors`.
 
 from __future__ import annotations
 
-import errno
 import os
-import secrets
 import socket
 import ssl
-import stat
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import scramp
 
+from ftpc.files import (
+    GetResult,
+    PutResult,
+    checksum_of,
+    create_part,
+    open_regular,
+    publish,
+    sum_fields,
+)
 from ftpc.listing import Entry, decode_listing, is_index, resolve
-from ftpc.trust import TlsOptions, open_tls
+from ftpc.trust import TlsOptions, choose_mechanism, open_tls
 from shared import digests
 from shared.digests import MD5
 from shared.errors import (
@@ -50,66 +54,11 @@ from shared.wire import Channel
 from shared.writeback import WriteBehind
 
 DEFAULT_PORT = 8021
-MECHANISM = "SCRAM-SHA-256"
-MECHANISM_PLUS = "SCRAM-SHA-256-PLUS"
-CHANNEL_BINDING = "tls-server-end-point"
 MAX_LISTING = 256 << 20
 """A listing body larger than this is refused: 100,000 entries take about 20 MB."""
 
 Progress = Callable[[int], None]
 """Called with the number of bytes moved since the previous call."""
-
-
-@dataclass(frozen=True)
-class PutResult:
-    name: str
-    size: int
-    checksum: str
-    existed: bool
-    seconds: float
-    digest: str = MD5
-
-    @property
-    def md5(self) -> str:
-        """The checksum, when the transfer was verified with md5 (else empty)."""
-        return self.checksum if self.digest == MD5 else ""
-
-
-@dataclass(frozen=True)
-class GetResult:
-    name: str
-    path: Path
-    size: int
-    checksum: str
-    seconds: float
-    digest: str = MD5
-
-    @property
-    def md5(self) -> str:
-        """The checksum, when the transfer was verified with md5 (else empty)."""
-        return self.checksum if self.digest == MD5 else ""
-
-
-def sum_fields(digest: str, value: str) -> dict[str, str]:
-    """The request fields that carry a checksum: `md5`, or `digest` and `sum`."""
-    return {"md5": value} if digest == MD5 else {"digest": digest, "sum": value}
-
-
-def _checksum_of(f: BinaryIO, algo: str) -> str:
-    """Checksum of an open file from the start, leaving it rewound for sending."""
-    digest = digests.new(algo)
-    buf = bytearray(1 << 20)
-    view = memoryview(buf)
-    try:
-        f.seek(0)
-        while n := f.readinto(buf):  # type: ignore[attr-defined]
-            digest.update(view[:n])
-        f.seek(0)
-    except OSError as exc:
-        raise LocalFileError(
-            f"cannot read {getattr(f, 'name', 'the file')}: {exc.strerror}"
-        ) from exc
-    return digest.hexdigest()
 
 
 class Client:
@@ -221,27 +170,13 @@ class Client:
     def encrypted(self) -> bool:
         return isinstance(self.chan.sock, ssl.SSLSocket)
 
-    def _mechanism(self) -> tuple[str, tuple[str, ssl.SSLSocket] | None]:
-        """Over TLS, only the channel-bound mechanism: a relay in the middle then fails."""
-        offered = self.hello["mechanisms"]
-        if self.encrypted:
-            if MECHANISM_PLUS not in offered:
-                self._drop()
-                raise UntrustedServer(
-                    f"over TLS the server must offer {MECHANISM_PLUS} (channel binding), but it"
-                    f" offers {', '.join(offered) or 'nothing'}: something may be relaying"
-                    " the connection"
-                )
-            return MECHANISM_PLUS, (CHANNEL_BINDING, self.chan.sock)  # type: ignore[return-value]
-        if MECHANISM not in offered:
-            if MECHANISM_PLUS in offered:
-                raise AuthFailed("the server only accepts logins over TLS: use --tls")
-            raise AuthFailed(f"the server offers no mechanism this client knows ({MECHANISM})")
-        return MECHANISM, None
-
     def login(self, user: str, password: str) -> None:
         """SCRAM-SHA-256: the password never leaves this process, and the server proves itself."""
-        mechanism, binding = self._mechanism()
+        try:
+            mechanism, binding = choose_mechanism(self.hello["mechanisms"], self.chan.sock)
+        except UntrustedServer:
+            self._drop()
+            raise
         try:
             scram = scramp.ScramClient([mechanism], user, password, channel_binding=binding)
             first = scram.get_client_first()
@@ -324,7 +259,7 @@ class Client:
                 reply = self._reply("continue")
             except Exists:
                 # Identical content counts as success: prove it with the local checksum.
-                local = _checksum_of(f, algo)
+                local = checksum_of(f, algo)
                 fields = sum_fields(algo, local)
                 self.chan.send("put", name=name, size=size, overwrite=overwrite, **fields)
                 reply = self._reply("ok", "continue")
@@ -418,7 +353,7 @@ class Client:
             self._drop()
             raise RemoteProtocolError(f"asked for {name!r}, the server sent {header['name']!r}")
         try:
-            fd, tmp = _create_part(target)
+            fd, tmp = create_part(target)
         except OSError as exc:
             self._drop()
             raise LocalFileError(f"cannot write in {target.parent}: {exc.strerror}") from exc
@@ -430,7 +365,7 @@ class Client:
                     f"{name!r} arrived with {algo} {value}, the server said {claimed}:"
                     " nothing was saved"
                 )
-            _publish(Path(tmp), target, overwrite)
+            publish(Path(tmp), target, overwrite)
         except OSError as exc:
             raise LocalFileError(f"cannot write {target}: {exc.strerror}") from exc
         finally:
@@ -471,41 +406,3 @@ class Client:
     def remove(self, name: str) -> str:
         self.chan.send("rm", name=check_name(name))
         return str(self._reply("ok").get("name", name))
-
-
-def _create_part(target: Path) -> tuple[int, str]:
-    """A fresh temporary file beside `target`, with the mode the umask gives new files."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-    # Keep the temporary name within NAME_MAX (255 bytes) whatever the target's script.
-    stem = target.name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
-    for _ in range(100):
-        tmp = str(target.parent / f".{stem}.{secrets.token_hex(6)}.part")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise OSError(errno.EEXIST, "no free temporary name")
-
-
-def open_regular(path: Path) -> BinaryIO:
-    """Open a local file for upload; a device or FIFO has no honest size, so refuse it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise LocalFileError(f"cannot read {path}: {exc.strerror}") from exc
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise LocalFileError(f"{path} is not a regular file")
-    return os.fdopen(fd, "rb", buffering=0)
-
-
-def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
-    if overwrite:
-        os.replace(tmp, target)
-        return
-    try:
-        os.link(tmp, target)  # refuses an existing file atomically
-    except FileExistsError as exc:
-        raise LocalFileExists(f"{target} already exists; use --overwrite to replace it") from exc
-    finally:
-        tmp.unlink(missing_ok=True)

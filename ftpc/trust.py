@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.certs import fingerprint, parse_fingerprint
-from shared.errors import LocalFileError, TransportError, UntrustedServer
+from shared.errors import AuthFailed, LocalFileError, TransportError, UntrustedServer
+
+MECHANISM = "SCRAM-SHA-256"
+MECHANISM_PLUS = "SCRAM-SHA-256-PLUS"
+CHANNEL_BINDING = "tls-server-end-point"
 
 Confirm = Callable[[str, int, str], bool]
 """Asked (host, port, fingerprint) when a server is met for the first time."""
@@ -173,3 +177,25 @@ def open_tls(
         )
     options.known_hosts.add(host, port, fp)
     return sock
+
+
+def choose_mechanism(
+    offered: list[str], sock: socket.socket
+) -> tuple[str, tuple[str, ssl.SSLSocket] | None]:
+    """Over TLS, only the channel-bound mechanism, so that a relay in the middle fails.
+
+    A server that offers unbound SCRAM over TLS is treated as a downgrade (UntrustedServer).
+    """
+    if isinstance(sock, ssl.SSLSocket):
+        if MECHANISM_PLUS not in offered:
+            raise UntrustedServer(
+                f"over TLS the server must offer {MECHANISM_PLUS} (channel binding), but it"
+                f" offers {', '.join(offered) or 'nothing'}: something may be relaying"
+                " the connection"
+            )
+        return MECHANISM_PLUS, (CHANNEL_BINDING, sock)
+    if MECHANISM not in offered:
+        if MECHANISM_PLUS in offered:
+            raise AuthFailed("the server only accepts logins over TLS: use --tls")
+        raise AuthFailed(f"the server offers no mechanism this client knows ({MECHANISM})")
+    return MECHANISM, None

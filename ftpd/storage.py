@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ftpd.catalog import Md5Cache
+from ftpd.upload import Upload
 from shared import digests
 from shared.digests import MD5
 from shared.errors import (
@@ -40,7 +41,7 @@ from shared.errors import (
     TooLarge,
 )
 from shared.names import RESERVED_PREFIX, check_name
-from shared.writeback import WriteBehind, syncfs, syncfs_available
+from shared.writeback import syncfs, syncfs_available
 
 HASH_CHUNK = 1 << 20
 GROUP_SYNC = 4
@@ -371,106 +372,6 @@ class _Opened:
     def __exit__(self, *exc: object) -> None:
         if self.file is not None:
             self.file.close()
-
-
-class Upload:
-    """One upload in flight: a staging file hashed as the bytes arrive."""
-
-    def __init__(
-        self,
-        storage: Storage,
-        name: str,
-        size: int,
-        overwrite: bool,
-        owner: str | None,
-        digest: str = MD5,
-    ) -> None:
-        self.storage = storage
-        self.name = name
-        self.size = size
-        self.overwrite = overwrite
-        self.owner = owner
-        self._reserved = True
-        self.received = 0
-        self.digest = digest
-        self._hash = digests.new(digest)
-        self.path = os.path.join(storage._staging, os.urandom(16).hex() + ".part")
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        self._file = os.fdopen(fd, "wb", buffering=0)
-        self._behind = WriteBehind(fd)
-
-    def write(self, chunk: memoryview) -> None:
-        if self.received + len(chunk) > self.size:
-            raise ValueError("more bytes than announced")
-        self._hash.update(chunk)
-        try:
-            while chunk:
-                n = self._file.write(chunk)
-                chunk = chunk[n:]
-                self.received += n
-                self._behind.wrote(n)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise NoSpace("the server ran out of disk space") from exc
-            raise
-
-    @property
-    def checksum(self) -> str:
-        """The digest of the bytes received so far."""
-        return self._hash.hexdigest()
-
-    def _unreserve(self) -> None:
-        if self._reserved:
-            self._reserved = False
-            self.storage._release(self.size, self.owner)
-
-    def commit(self) -> Entry:
-        """fsync, publish atomically, fsync the directory. Only then is it stored."""
-        [result] = self.storage.commit_many([self])
-        if isinstance(result, FtpError):
-            raise result
-        return result
-
-    def _sync(self, already: bool = False) -> os.stat_result:
-        """Make the bytes durable (`already`: a syncfs did); the file is closed either way."""
-        try:
-            if already:
-                self._behind.wait()
-            else:
-                self._behind.finish()
-            return os.fstat(self._file.fileno())
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise NoSpace("the server ran out of disk space") from exc
-            raise
-        finally:
-            self._file.close()
-
-    def _publish(self) -> None:
-        """Put the synced file under its name in one atomic step (the directory is not synced)."""
-        final = os.path.join(self.storage._root, self.name)
-        if self.overwrite:
-            os.replace(self.path, final)
-            return
-        try:
-            # link() refuses an existing name atomically, unlike rename().
-            os.link(self.path, final)
-        except FileExistsError as exc:
-            raise Exists(f"{self.name!r} already exists") from exc
-        finally:
-            _unlink(self.path)
-
-    def abort(self) -> None:
-        """Drop the staging file; the published version, if any, is untouched."""
-        self._unreserve()
-        self._behind.wait()
-        self._file.close()
-        _unlink(self.path)
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 def _disk_error(exc: OSError) -> FtpError:

@@ -1,0 +1,109 @@
+"""Local files for ftpc: what a transfer returns, and opening, hashing and landing files safely.
+
+A download lands in a temporary file beside its target and is linked into place only
+when verified; an upload refuses anything that is not a regular file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from shared import digests
+from shared.digests import MD5
+from shared.errors import LocalFileError, LocalFileExists
+
+
+@dataclass(frozen=True)
+class PutResult:
+    name: str
+    size: int
+    checksum: str
+    existed: bool
+    seconds: float
+    digest: str = MD5
+
+    @property
+    def md5(self) -> str:
+        """The checksum, when the transfer was verified with md5 (else empty)."""
+        return self.checksum if self.digest == MD5 else ""
+
+
+@dataclass(frozen=True)
+class GetResult:
+    name: str
+    path: Path
+    size: int
+    checksum: str
+    seconds: float
+    digest: str = MD5
+
+    @property
+    def md5(self) -> str:
+        """The checksum, when the transfer was verified with md5 (else empty)."""
+        return self.checksum if self.digest == MD5 else ""
+
+
+def sum_fields(digest: str, value: str) -> dict[str, str]:
+    """The request fields that carry a checksum: `md5`, or `digest` and `sum`."""
+    return {"md5": value} if digest == MD5 else {"digest": digest, "sum": value}
+
+
+def checksum_of(f: BinaryIO, algo: str) -> str:
+    """Checksum of an open file from the start, leaving it rewound for sending."""
+    digest = digests.new(algo)
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    try:
+        f.seek(0)
+        while n := f.readinto(buf):  # type: ignore[attr-defined]
+            digest.update(view[:n])
+        f.seek(0)
+    except OSError as exc:
+        raise LocalFileError(
+            f"cannot read {getattr(f, 'name', 'the file')}: {exc.strerror}"
+        ) from exc
+    return digest.hexdigest()
+
+
+def create_part(target: Path) -> tuple[int, str]:
+    """A fresh temporary file beside `target`, with the mode the umask gives new files."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    # Keep the temporary name within NAME_MAX (255 bytes) whatever the target's script.
+    stem = target.name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
+    for _ in range(100):
+        tmp = str(target.parent / f".{stem}.{secrets.token_hex(6)}.part")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise OSError(errno.EEXIST, "no free temporary name")
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open a local file for upload; a device or FIFO has no honest size, so refuse it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LocalFileError(f"{path} is not a regular file")
+    return os.fdopen(fd, "rb", buffering=0)
+
+
+def publish(tmp: Path, target: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)  # refuses an existing file atomically
+    except FileExistsError as exc:
+        raise LocalFileExists(f"{target} already exists; use --overwrite to replace it") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
