@@ -269,8 +269,8 @@ class Client:
                 return PutResult(name, size, self._sum(reply), True, seconds, algo)
             # The kernel sends the file while a second thread hashes it: two cores at work.
             hasher = digests.FileHasher(f.fileno(), size, algo)
-            self.chan.send("data", size=size)
             try:
+                self.chan.send("data", size=size)
                 self.chan.send_body(f, size, on_sent=on_progress)
                 value = hasher.result()
             except OSError as exc:

@@ -265,6 +265,12 @@ class Session(TransferVerbs):
             raise BadRequest("'auth-final' must follow 'auth'")
         guard = self.server.guard
         try:
+            # Again here: a login begun before the lock must not get a guess past it.
+            guard.check(login.user, self.ip)
+        except RequestError as exc:
+            self._log_login(login.user, exc.code)
+            raise
+        try:
             self.account, server_final = login.final(msg["data"])
         except RequestError as exc:
             self._log_login(login.user, "failed")

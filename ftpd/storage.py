@@ -159,8 +159,8 @@ class Storage:
                     try:
                         with opened as (_, entry):
                             md5 = entry.md5
-                    except (NotFound, OSError):
-                        continue
+                    except (FtpError, OSError):
+                        continue  # vanished or unreadable: not listed
                     hashed.append((name, opened.stat, md5))
                 entries.append(Entry(name, st.st_size, st.st_mtime_ns // 10**9, md5))
         if hashed:
@@ -177,7 +177,8 @@ class Storage:
     # --- writing ---------------------------------------------------------------
 
     def free_space(self) -> int:
-        """Bytes an upload may still use: free space less the reserve and uploads in flight."""
+        """Bytes an upload may still use: free space less the reserve and the bytes that
+        uploads in flight have been promised but not yet written."""
         vfs = os.statvfs(self._root)
         return max(0, vfs.f_bavail * vfs.f_frsize - self.reserve - self._inflight)
 
@@ -257,23 +258,28 @@ class Storage:
         try:
             return Upload(self, name, size, overwrite, owner, digest)
         except BaseException:
-            self._release(size, owner)
+            self._release(size, size, owner)
             raise
 
     def commit_many(self, uploads: list[Upload]) -> list[Entry | FtpError]:
         """Group commit: make every file durable, publish each, then one directory fsync.
 
-        A group of GROUP_SYNC or more files is flushed with one syncfs (one journal commit)
-        rather than one fsync each. Nothing may be acknowledged before this returns;
-        after it, every Entry returned is on stable storage under its name. A file that
-        fails gets its error in its slot (and is not published); the others are unaffected.
+        A group of GROUP_SYNC or more files is flushed with one syncfs (one journal commit
+        for all) instead of one fsync each; a write error anywhere fails the whole group.
+        Nothing may be acknowledged before this returns; after it, every Entry returned is
+        on stable storage under its name. A file that fails otherwise gets its error in its
+        slot (and is not published); the others are unaffected.
         """
         results: list[Entry | FtpError] = []
         rows: list[tuple[str, os.stat_result, str, str, str | None]] = []
         grouped = len(uploads) >= GROUP_SYNC and syncfs_available()
         if grouped:
             try:
-                syncfs(self._lock_fd)
+                fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY)  # its own error cursor
+                try:
+                    syncfs(fd)
+                finally:
+                    os.close(fd)
             except OSError as exc:
                 for upload in uploads:
                     upload.abort()
@@ -291,8 +297,6 @@ class Storage:
                     upload.abort()
                     results.append(InternalError(f"cannot store the upload: {exc.strerror}"))
                     continue
-                finally:
-                    upload._unreserve()
                 rows.append((upload.name, st, upload.digest, upload.checksum, upload.owner))
                 md5 = upload.checksum if upload.digest == MD5 else ""
                 results.append(Entry(upload.name, st.st_size, st.st_mtime_ns // 10**9, md5))
@@ -300,13 +304,23 @@ class Storage:
                 _fsync_dir(self.root)
                 self.cache.record(rows)
         finally:
+            # Only now: until the owner rows are written, the reservations stand for them.
             for upload in uploads:
                 upload._unreserve()
         return results
 
-    def _release(self, size: int, owner: str | None) -> None:
+    def sync_root(self) -> None:
+        """fsync the root directory: every name published so far is then durable."""
+        _fsync_dir(self.root)
+
+    def _wrote(self, n: int) -> None:
+        """Bytes now on the disk count in its free space: stop reserving them twice."""
         with self._reserve_lock:
-            self._inflight -= size
+            self._inflight -= n
+
+    def _release(self, unwritten: int, size: int, owner: str | None) -> None:
+        with self._reserve_lock:
+            self._inflight -= unwritten
             if owner is not None:
                 self._inflight_by[owner] -= size
                 if self._inflight_by[owner] <= 0:
@@ -351,22 +365,29 @@ class _Opened:
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
                 raise NotFound(f"no file named {self.name!r}") from exc
-            raise
+            raise InternalError(f"cannot open {self.name!r}: {exc.strerror}") from exc
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise NotFound(f"no file named {self.name!r}")
         self.file = f = os.fdopen(fd, "rb", buffering=0)
         self.stat = st
-        cache = self.storage.cache
-        value = cache.lookup(self.name, st, self.digest) if self.remember else None
-        if value is None:
-            value = hash_file(f, self.digest)
-            f.seek(0)
-            if self.remember:
-                cache.store(self.name, st, value, self.digest)
+        try:
+            cache = self.storage.cache
+            value = cache.lookup(self.name, st, self.digest) if self.remember else None
+            if value is None:
+                value = hash_file(f, self.digest)
+                f.seek(0)
+                if self.remember:
+                    cache.store(self.name, st, value, self.digest)
+            md5 = value if self.digest == MD5 else (cache.lookup(self.name, st) or "")
+        except OSError as exc:
+            f.close()  # __exit__ will not run
+            raise InternalError(f"cannot read {self.name!r}: {exc.strerror}") from exc
+        except BaseException:
+            f.close()
+            raise
         self.checksum = value
-        md5 = value if self.digest == MD5 else (cache.lookup(self.name, st) or "")
         return f, Entry(self.name, st.st_size, st.st_mtime_ns // 10**9, md5)
 
     def __exit__(self, *exc: object) -> None:

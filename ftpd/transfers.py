@@ -160,6 +160,9 @@ class TransferVerbs:
         existing = self.storage.existing_sum(name, digest)
         if existing is not None:
             if claimed is not None and existing == (size, claimed):
+                # Another session may have published it a moment ago and not yet synced the
+                # directory: sync it, so that this 'existed' promises no more than an 'ok'.
+                self.storage.sync_root()
                 return None
             if not overwrite:
                 differs = " with other content" if claimed else ""

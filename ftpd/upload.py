@@ -57,6 +57,7 @@ class Upload:
                 chunk = chunk[n:]
                 self.received += n
                 self._behind.wrote(n)
+                self.storage._wrote(n)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise NoSpace("the server ran out of disk space") from exc
@@ -70,7 +71,7 @@ class Upload:
     def _unreserve(self) -> None:
         if self._reserved:
             self._reserved = False
-            self.storage._release(self.size, self.owner)
+            self.storage._release(self.size - self.received, self.size, self.owner)
 
     def commit(self) -> Entry:
         """fsync, publish atomically, fsync the directory. Only then is it stored."""
@@ -83,7 +84,7 @@ class Upload:
         """Make the bytes durable (`already`: a syncfs did); the file is closed either way."""
         try:
             if already:
-                self._behind.wait()
+                self._behind.settle()
             else:
                 self._behind.finish()
             return os.fstat(self._file.fileno())

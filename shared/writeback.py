@@ -14,6 +14,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import platform
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -51,17 +53,25 @@ class WriteBehind:
             self._thread.join()
             self._thread = None
 
-    def finish(self) -> None:
-        """The durable end: wait for the background flush, then fsync. Raises its OSError."""
+    def settle(self) -> None:
+        """Wait for the background flush; raise its OSError, if it had one."""
         self.wait()
         if self._error is not None:
             raise self._error
+
+    def finish(self) -> None:
+        """The durable end: settle, then fsync."""
+        self.settle()
         os.fsync(self.fd)
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
-    """Linux's syncfs(2), which the os module lacks; None elsewhere."""
+    """Linux's syncfs(2), which the os module lacks; None elsewhere, and before Linux 5.8,
+    whose syncfs did not report write errors."""
     if not sys.platform.startswith("linux"):
+        return None
+    version = re.match(r"(\d+)\.(\d+)", platform.release())
+    if version is None or (int(version.group(1)), int(version.group(2))) < (5, 8):
         return None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -82,7 +92,11 @@ def syncfs_available() -> bool:
 
 def syncfs(fd: int) -> None:
     """Flush every dirty file of the filesystem holding `fd`, and wait: one journal commit
-    for a whole batch instead of one per file. Errors are reported since Linux 5.8."""
+    for a whole batch instead of one per file.
+
+    A write error is reported to every descriptor opened before it happened, so each caller
+    should open its own: then a batch never misses an error, at worst it also fails on
+    another's."""
     if _SYNCFS is None:
         raise OSError(errno.ENOSYS, "syncfs is not available here")
     if _SYNCFS(fd) != 0:

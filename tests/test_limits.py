@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -268,3 +269,27 @@ def test_free_space_reserve_is_kept(tmp_path: Path) -> None:
             storage.check_upload("one-byte", 1)
     finally:
         storage.close()
+
+
+def test_a_reader_that_drains_too_slowly_is_dropped_within_a_window_or_so(
+    tmp_path: Path, users: UserStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rate is judged after every partial send, not once per 1 MiB sendfile call."""
+    with limited(tmp_path, users, caplog, min_rate=1 << 20, rate_window=0.5) as server:
+        (server.storage.root / "big").write_bytes(os.urandom(32 << 20))
+        with Raw(server.address) as raw:
+            raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            raw.login()
+            raw.send("get", name="big")
+            assert raw.recv().type == "file"
+            dropped = False
+            for _ in range(25):  # about 200 KB/s, a fifth of the minimum
+                time.sleep(0.1)
+                with contextlib.suppress(ConnectionResetError):
+                    raw.sock.recv(20_000)
+                if server.gate.total == 0:  # the server let go (queued bytes still arrive)
+                    dropped = True
+                    break
+            assert dropped  # a whole 1 MiB at this pace would take 5 s
+    reasons = ("too slow", "stopped reading")
+    assert any(any(r in m.getMessage() for r in reasons) for m in caplog.records)
