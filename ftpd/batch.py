@@ -1,7 +1,8 @@
 """Group commit: uploads that arrive pipelined are synced together, then acknowledged in order.
 
-Each upload is still fsynced before its `ok` is sent; what is shared is the
-directory fsync and the catalog transaction, and the replies go out in one write.
+Every upload is on stable storage before its `ok` is sent; what is shared is the flush
+(one syncfs for a group of four or more, see Storage.commit_many), the directory fsync
+and the catalog transaction, and the replies go out in one write.
 """
 
 from __future__ import annotations

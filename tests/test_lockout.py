@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import scramp
 
 from ftpc import Client
 from ftpd import lockout
@@ -17,7 +18,7 @@ from ftpd.auth import UserStore
 from ftpd.lockout import LockoutPolicy, LoginGuard
 from ftpd.server import FtpServer
 from shared.errors import AuthFailed, LockedOut
-from tests.conftest import ACCOUNTS, assert_no_traceback, start_daemon, stop_daemon, wait_until
+from tests.conftest import ACCOUNTS, Raw, assert_no_traceback, start_daemon, stop_daemon, wait_until
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "SECURITY.md"
 
@@ -186,3 +187,20 @@ def test_a_flood_of_bad_logins_does_not_starve_logged_in_clients(
                     t.join(30)
             assert not any(t.is_alive() for t in threads)
         assert failures[0] > 0
+
+
+def test_a_login_begun_before_the_lock_cannot_finish(
+    tmp_path: Path, users: UserStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Open challenges must not give guesses past a lock: auth-final checks it again."""
+    policy = LockoutPolicy(backoff_base=0, account_limit=3, lock_seconds=60)
+    with daemon_with(tmp_path, users, caplog, policy) as server, Raw(server.address) as early:
+        scram = scramp.ScramClient(["SCRAM-SHA-256"], "alice", ACCOUNTS["alice"][0])
+        early.send("auth", version=1, mechanism="SCRAM-SHA-256", data=scram.get_client_first())
+        scram.set_server_first(early.recv()["data"])
+        for _ in range(3):  # meanwhile, the account gets locked from elsewhere
+            with pytest.raises(AuthFailed):
+                login(server, "alice", "wrong")
+        early.send("auth-final", data=scram.get_client_final())  # the right password
+        reply = early.recv()
+        assert (reply.type, reply["code"]) == ("error", "locked-out")
