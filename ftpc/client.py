@@ -26,12 +26,11 @@ from ftpc.files import (
     create_part,
     open_regular,
     publish,
-    sum_fields,
 )
 from ftpc.listing import Entry, decode_listing, is_index, resolve
 from ftpc.trust import TlsOptions, choose_mechanism, open_tls
 from shared import digests
-from shared.digests import MD5
+from shared.digests import MD5, sum_field, sum_fields
 from shared.errors import (
     AuthFailed,
     BadRequest,
@@ -283,7 +282,7 @@ class Client:
                 self._drop()
                 raise
             if trailer:
-                self.chan.send("done", **({"md5": value} if algo == MD5 else {"sum": value}))
+                self.chan.send("done", **{sum_field(algo): value})
             ok = self._reply("ok")
         if self._sum(ok) != value:
             raise ChecksumMismatch(f"server stored {algo} {self._sum(ok)}, we sent {value}")

@@ -49,11 +49,6 @@ class GetResult:
         return self.checksum if self.digest == MD5 else ""
 
 
-def sum_fields(digest: str, value: str) -> dict[str, str]:
-    """The request fields that carry a checksum: `md5`, or `digest` and `sum`."""
-    return {"md5": value} if digest == MD5 else {"digest": digest, "sum": value}
-
-
 def checksum_of(f: BinaryIO, algo: str) -> str:
     """Checksum of an open file from the start, leaving it rewound for sending."""
     digest = digests.new(algo)

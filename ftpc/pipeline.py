@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftpc.client import Client, Progress, PutResult, open_regular, sum_fields
+from ftpc.client import Client, Progress, PutResult, open_regular
 from shared import digests
+from shared.digests import sum_fields
 from shared.errors import ChecksumMismatch, LocalFileError, RequestError
 from shared.names import check_name
 from shared.protocol import MAX_INLINE, Role, encode

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ftpd.storage import Storage, Upload
-from shared.digests import MD5
+from shared.digests import sum_fields
 from shared.errors import FtpError
 from shared.protocol import Role, encode
 
@@ -21,11 +21,6 @@ MAX_BYTES = 64 << 20
 
 Logger = Callable[[str, int, str, float, str, str], None]
 """(name, bytes, checksum, started, result, digest): one log line per upload."""
-
-
-def sum_fields(digest: str, value: str) -> dict[str, str]:
-    """The reply fields that carry a checksum: `md5`, or `digest` and `sum`."""
-    return {"md5": value} if digest == MD5 else {"digest": digest, "sum": value}
 
 
 @dataclass

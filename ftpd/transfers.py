@@ -11,10 +11,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ftpd.batch import CommitBatch, sum_fields
+from ftpd.batch import CommitBatch
 from ftpd.storage import Entry, Storage, Upload
 from shared import digests
-from shared.digests import MD5
+from shared.digests import MD5, sum_field, sum_fields
 from shared.errors import (
     BadRequest,
     ChecksumMismatch,
@@ -69,7 +69,8 @@ def requested_digest(msg: Message) -> str:
 
 def claimed_sum(msg: Message, digest: str) -> str | None:
     """The checksum a message carries, in the field its digest calls for."""
-    wrong, right = ("sum", "md5") if digest == MD5 else ("md5", "sum")
+    right = sum_field(digest)
+    wrong = "sum" if right == "md5" else "md5"
     if wrong in msg.fields:
         raise BadRequest(f"with digest {digest!r} the checksum goes in {right!r}, not {wrong!r}")
     return msg.get(right)
@@ -250,7 +251,7 @@ class TransferVerbs:
                 trailer = self.chan.expect("done")
                 claimed = claimed_sum(trailer, upload.digest)
                 if claimed is None:
-                    field = "md5" if upload.digest == MD5 else "sum"
+                    field = sum_field(upload.digest)
                     raise RemoteProtocolError(
                         f"the 'done' of a {upload.digest} put needs {field!r}"
                     )

@@ -19,6 +19,16 @@ from typing import Protocol
 MD5 = "md5"
 
 
+def sum_field(digest: str) -> str:
+    """The field a checksum travels in: `md5` for md5, `sum` for every other digest."""
+    return "md5" if digest == MD5 else "sum"
+
+
+def sum_fields(digest: str, value: str) -> dict[str, str]:
+    """The fields that carry a checksum in a request or reply: `md5`, or `digest` and `sum`."""
+    return {"md5": value} if digest == MD5 else {"digest": digest, "sum": value}
+
+
 class Hasher(Protocol):
     def update(self, data: bytes | memoryview, /) -> None: ...
 

@@ -10,26 +10,22 @@ socket lives in `shared.wire`. See docs/PROTOCOL.md.
 from __future__ import annotations
 
 import json
-import re
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from shared.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from shared.fields import FIELDS, MAX_HEADER
+from shared.fields import MAX_SIZE as MAX_SIZE  # part of the protocol's public limits
 
 PROTOCOL_VERSION = 1
-MAX_HEADER = 65536
-MAX_SIZE = 1 << 50
-"""Largest body or file size accepted on the wire (1 PiB): anything above is absurd."""
 MAX_INLINE = 1 << 20
 """Largest file an `upload` may carry; larger files use `put`, whose round trip is then noise."""
 
 _PREFIX = struct.Struct("!I")
 PREFIX_SIZE = _PREFIX.size
-_MD5 = re.compile(r"[0-9a-f]{32}")
-_SUM = re.compile(r"[0-9a-f]{16,128}")
 
 
 class Role(Enum):
@@ -37,91 +33,6 @@ class Role(Enum):
 
     CLIENT = "client"
     SERVER = "server"
-
-
-# --- field checks --------------------------------------------------------------
-
-
-def _integer(low: int, high: int) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        # bool is a subclass of int; float and NaN are not ints at all.
-        if type(value) is not int:
-            return f"must be an integer, not {type(value).__name__}"
-        if not low <= value <= high:
-            return f"must be between {low} and {high}"
-        return None
-
-    return check
-
-
-def _text(max_len: int, *, empty: bool = False) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if not isinstance(value, str):
-            return f"must be a string, not {type(value).__name__}"
-        if not value and not empty:
-            return "must not be empty"
-        if len(value) > max_len:
-            return f"must be at most {max_len} characters"
-        return None
-
-    return check
-
-
-def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be true or false"
-
-
-def _md5(value: Any) -> str | None:
-    if isinstance(value, str) and _MD5.fullmatch(value):
-        return None
-    return "must be 32 lowercase hex digits"
-
-
-def _hex_sum(value: Any) -> str | None:
-    if isinstance(value, str) and _SUM.fullmatch(value):
-        return None
-    return "must be 16 to 128 lowercase hex digits"
-
-
-def _list_of_text(items: int, length: int) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if not isinstance(value, list) or len(value) > items:
-            return f"must be a list of at most {items} strings"
-        if not all(isinstance(v, str) and 0 < len(v) <= length for v in value):
-            return f"must hold only non-empty strings of at most {length} characters"
-        return None
-
-    return check
-
-
-_text_list = _list_of_text(64, 64)
-
-
-FIELDS: dict[str, Callable[[Any], str | None]] = {
-    "version": _integer(1, 65535),
-    "server": _text(256),
-    "mechanisms": _text_list,
-    "capabilities": _text_list,
-    "max_header": _integer(1, MAX_HEADER),
-    "mechanism": _text(64),
-    "data": _text(4096),
-    "user": _text(64),
-    "perms": _text(3, empty=True),
-    "name": _text(4096),
-    "size": _integer(0, MAX_SIZE),
-    "md5": _md5,
-    "digest": _text(32),
-    "digests": _list_of_text(16, 32),
-    "sum": _hex_sum,
-    "mtime": _integer(-(1 << 53), 1 << 53),
-    "count": _integer(0, 1 << 32),
-    "overwrite": _boolean,
-    "existed": _boolean,
-    "code": _text(64),
-    "message": _text(4096, empty=True),
-    "fatal": _boolean,
-}
-"""Every field that may appear in any header, with its check."""
 
 
 # --- the message table ---------------------------------------------------------

@@ -137,15 +137,21 @@ class Channel:
         shrank under us cannot be padded honestly, so that is an error
         and the caller must drop the connection (LocalFileError).
         """
-        sent = 0
         with self._body_pace() as guard:
+
+            def moved(n: int) -> None:
+                if guard is not None:
+                    guard.update(n)
+                if on_sent is not None:
+                    on_sent(n)
+
             if on_chunk is None and not isinstance(self.sock, ssl.SSLSocket):
-                sent = self._sendfile(f, size, guard, on_sent)
+                sent = self._sendfile(f, size, moved)
             elif on_chunk is None:
                 # TLS: the kernel cannot encrypt for us; small pieces keep the rate honest.
-                sent = self._send_pieces(f, size, TLS_PIECE, None, guard, on_sent)
+                sent = self._send_pieces(f, size, TLS_PIECE, None, moved)
             else:
-                sent = self._send_pieces(f, size, CHUNK, on_chunk, guard, on_sent)
+                sent = self._send_pieces(f, size, CHUNK, on_chunk, moved)
         if sent != size:
             name = getattr(f, "name", "the file")
             raise LocalFileError(f"{name} shrank while it was sent: {sent} of {size} bytes")
@@ -154,8 +160,7 @@ class Channel:
         self,
         f: BinaryIO,
         size: int,
-        guard: RateGuard | None,
-        on_sent: Callable[[int], None] | None,
+        moved: Callable[[int], None],
     ) -> int:
         """os.sendfile on the non-blocking socket, judging the rate after every partial send,
         so a reader that drains slowly is caught within a window, not after a whole chunk."""
@@ -176,10 +181,7 @@ class Channel:
             if not n:
                 break
             sent += n
-            if guard is not None:
-                guard.update(n)
-            if on_sent is not None:
-                on_sent(n)
+            moved(n)
         return sent
 
     def _send_pieces(
@@ -188,8 +190,7 @@ class Channel:
         size: int,
         piece: int,
         on_chunk: Sink | None,
-        guard: RateGuard | None,
-        on_sent: Callable[[int], None] | None,
+        moved: Callable[[int], None],
     ) -> int:
         """Read and send through our own buffer: for TLS, or when the caller sees each chunk."""
         buf = self._body_buffer(min(size, piece))
@@ -203,10 +204,7 @@ class Channel:
                 on_chunk(chunk)
             self.send_raw(chunk)
             sent += n
-            if guard is not None:
-                guard.update(n)
-            if on_sent is not None:
-                on_sent(n)
+            moved(n)
         return sent
 
     # --- receiving -------------------------------------------------------------
