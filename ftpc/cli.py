@@ -1,22 +1,30 @@
-"""`ftpc`: a thin click layer over `ftpc.Client`. Exit codes: 0 ok, 1 failure, 2 usage."""
+"""`ftpc`: a thin click layer over `ftpc.Client`.
+
+Exit codes: 0 ok, 1 other failure, 2 usage, 3 auth, 4 not found, 5 conflict, 6 checksum,
+7 network, 8 no space or quota (shared/cli.py; docs/SCRIPTING.md).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import click
 
 from ftpc.client import DEFAULT_PORT, Client
+from ftpc.commands import COMMANDS
+from ftpc.report import HumanReporter, JsonReporter, Reporter
+from ftpc.session import Session
 from ftpc.state import ListingState
 from ftpc.trust import TlsOptions
-from ftpc.ui import format_listing, get_files, listing_json, put_files
 from shared import __version__, digests
 from shared.cli import cli_errors
 from shared.digests import MD5
-from shared.names import check_name
 
 
 @dataclass
@@ -30,16 +38,27 @@ class Settings:
     cafile: str | None = None
     fingerprint: str | None = None
     digest: str = MD5
+    json: bool = False
+    active: Session | None = None
+    """The session a batch script or the shell shares between its commands."""
+    echo: Callable[[str], None] = click.echo
+    workdir: Path | None = None
+    _password: str | None = field(default=None, repr=False)
 
     @property
     def bars(self) -> bool:
-        return not self.quiet and sys.stdout.isatty()
+        return not self.quiet and not self.json and sys.stdout.isatty()
+
+    def cwd(self) -> Path:
+        return self.workdir or Path.cwd()
 
     def credentials(self) -> tuple[str, str]:
-        user = self.user or click.prompt("User")
-        password = os.environ.get("FTPC_PASSWORD")
+        """Asked once, then kept: --jobs opens more connections with the same login."""
+        user = self.user or click.prompt("User", err=True)
+        password = self._password or os.environ.get("FTPC_PASSWORD")
         if password is None:
-            password = click.prompt(f"Password for {user}@{self.host}", hide_input=True)
+            password = click.prompt(f"Password for {user}@{self.host}", hide_input=True, err=True)
+        self.user, self._password = user, password
         return user, password
 
     def tls_options(self) -> TlsOptions | None:
@@ -60,6 +79,29 @@ class Settings:
 
     def state(self) -> ListingState:
         return ListingState(self.host, self.port, self.user or "")
+
+    def reporter(self, json: bool | None = None) -> Reporter:
+        if json or (json is None and self.json):
+            return JsonReporter()
+        return HumanReporter(self.bars, self.echo)
+
+    @contextmanager
+    def session(self, *, json: bool | None = None, connect: bool = True) -> Iterator[Session]:
+        """The shared session inside batch or shell; otherwise a new one for this command,
+        logged in up front (unless `connect` is false) and closed with a summary after."""
+        if self.active is not None:
+            yield self.active
+            return
+        session = Session(self.connect, self.reporter(json), self.state())
+        try:
+            if connect:
+                session.open()  # log in now, so that a bad password is the first thing said
+            yield session
+        finally:
+            try:
+                session.close()
+            finally:
+                session.reporter.close()
 
 
 def _confirm_new_server(host: str, port: int, fingerprint: str) -> bool:
@@ -120,6 +162,13 @@ def _confirm_new_server(host: str, port: int, fingerprint: str) -> bool:
     show_default=True,
     help="Checksum verifying each transfer; xxh3-128 is several times faster [env FTPC_DIGEST].",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="FTPC_JSON",
+    help="Write newline-delimited JSON events to stdout, and nothing else there.",
+)
 @click.version_option(__version__, prog_name="ftpc")
 @click.pass_context
 def main(
@@ -133,6 +182,7 @@ def main(
     cafile: str | None,
     fingerprint: str | None,
     digest: str,
+    as_json: bool,
 ) -> None:
     """ftpc: list, upload, download and delete files on an ftpd server.
 
@@ -141,85 +191,39 @@ def main(
     is bound to the server's certificate; a server met for the first time is
     pinned after you accept its fingerprint, and a changed one is refused.
     """
-    ctx.obj = Settings(host, port, user, quiet, timeout, tls, cafile, fingerprint, digest)
+    ctx.obj = Settings(
+        host, port, user, quiet, timeout, tls, cafile, fingerprint, digest, json=as_json
+    )
 
 
-@main.command("ls")
-@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
-@click.pass_obj
-def ls_cmd(settings: Settings, as_json: bool) -> None:
-    """List stored files, numbered for get and rm."""
-    with cli_errors(), settings.connect() as client:
-        entries = client.list()
-        settings.state().save(entries)
-    click.echo(listing_json(entries) if as_json else format_listing(entries))
-
-
-@main.command("put")
-@click.argument(
-    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
-@click.option("--overwrite", is_flag=True, help="Replace a stored file with the same name.")
-@click.pass_obj
-def put_cmd(settings: Settings, files: tuple[Path, ...], overwrite: bool) -> None:
-    """Upload FILES over one connection; each md5 is verified."""
-    with cli_errors():
-        for path in files:
-            check_name(path.name)
-        with settings.connect() as client:
-            put_files(client, files, overwrite, settings.bars, click.echo)
-
-
-def _names(settings: Settings, client: Client, tokens: tuple[str, ...], by_name: bool) -> list[str]:
-    """Numbers mean the listing last seen with `ftpc ls`, checked against the current one."""
-    if by_name:
-        return [check_name(t) for t in tokens]
-    return client.resolve(tokens, settings.state().load())
-
-
-@main.command("get")
-@click.argument("items", nargs=-1, required=True)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Directory to download into (default: the current one).",
-)
-@click.option("--overwrite", is_flag=True, help="Replace existing local files.")
-@click.option("--by-name", is_flag=True, help="Treat every item as a name, even digits.")
-@click.pass_obj
-def get_cmd(
-    settings: Settings, items: tuple[str, ...], output: Path | None, overwrite: bool, by_name: bool
-) -> None:
-    """Download ITEMS, each a number from the last `ls` or a name."""
-    with cli_errors():
-        if output is not None:
-            output.mkdir(parents=True, exist_ok=True)
-        with settings.connect() as client:
-            names = _names(settings, client, items, by_name)
-            sizes = {e.name: e.size for e in settings.state().load() or []}
-            get_files(client, names, output, overwrite, settings.bars, click.echo, sizes)
-
-
-@main.command("rm")
-@click.argument("items", nargs=-1, required=True)
-@click.option("--by-name", is_flag=True, help="Treat every item as a name, even digits.")
-@click.pass_obj
-def rm_cmd(settings: Settings, items: tuple[str, ...], by_name: bool) -> None:
-    """Delete ITEMS, each a number from the last `ls` or a name."""
-    with cli_errors(), settings.connect() as client:
-        names = _names(settings, client, items, by_name)
-        for name in names:
-            click.echo(f"deleted {client.remove(name)}")
+for _command in COMMANDS:
+    main.add_command(_command)
 
 
 @main.command("shell")
 @click.pass_obj
 def shell_cmd(settings: Settings) -> None:
-    """An interactive session: ls, put, get N, rm N, help, quit."""
+    """An interactive session: the same commands as here, over one login; type help."""
     from ftpc.shell import Shell
 
-    with cli_errors(), settings.connect() as client:
+    with cli_errors(), settings.session() as session:
+        client = session.client
         click.echo(f"logged in to {settings.host}:{settings.port} as {client.user}; type help")
         Shell(client, bars=settings.bars).run()
+
+
+@main.command("batch")
+@click.argument("script", type=click.File("r", encoding="utf-8"))
+@click.pass_obj
+def batch_cmd(settings: Settings, script: TextIO) -> None:
+    """Run the commands in SCRIPT ('-': standard input) over one login.
+
+    One command per line, as on this command line without 'ftpc': put -r site --to www.
+    Blank lines and lines starting with # are skipped. A line starting with - may fail
+    without stopping the script (as in sftp -b); any other failure stops it, naming the
+    line, with that failure's exit code.
+    """
+    from ftpc.batch import run_script
+
+    with cli_errors(), settings.session() as session:
+        run_script(settings, session, script.read().split("\n"), getattr(script, "name", "-"))

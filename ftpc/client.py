@@ -4,6 +4,8 @@
         entries = c.list()
         c.put("report.pdf", on_progress=print)
         c.get("report.pdf", "downloads/")
+        c.mkdir("reports/2026", parents=True)
+        c.put("q3.pdf", "reports/2026/q3.pdf", on_conflict="rename")
 
 Every failure is one of the typed errors in `shared.errors`.
 """
@@ -14,7 +16,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import scramp
@@ -39,6 +41,7 @@ from shared.errors import (
     FtpError,
     LocalFileError,
     LocalFileExists,
+    NotFound,
     ProtocolError,
     RemoteProtocolError,
     StaleListing,
@@ -47,7 +50,16 @@ from shared.errors import (
     VersionMismatch,
     error_from_wire,
 )
-from shared.names import check_name
+from shared.names import (
+    CONFLICTS,
+    FAIL,
+    MAX_DEPTH,
+    OVERWRITE,
+    SKIP,
+    check_folder,
+    check_path,
+    split_path,
+)
 from shared.protocol import PROTOCOL_VERSION, Message, Role
 from shared.wire import Channel
 from shared.writeback import WriteBehind
@@ -58,6 +70,20 @@ MAX_LISTING = 256 << 20
 
 Progress = Callable[[int], None]
 """Called with the number of bytes moved since the previous call."""
+
+
+def conflict_mode(overwrite: bool, on_conflict: str | None) -> str:
+    """One of CONFLICTS; `overwrite=True` is the older spelling of on_conflict="overwrite"."""
+    mode = on_conflict or (OVERWRITE if overwrite else FAIL)
+    if mode not in CONFLICTS:
+        raise ValueError(f"on_conflict must be one of {', '.join(CONFLICTS)}, not {mode!r}")
+    if overwrite and mode != OVERWRITE:
+        raise ValueError(f"overwrite=True contradicts on_conflict={mode!r}")
+    return mode
+
+
+def conflict_fields(mode: str) -> dict[str, str]:
+    return {} if mode == FAIL else {"on_conflict": mode}
 
 
 class Client:
@@ -202,20 +228,21 @@ class Client:
 
     # --- listing ---------------------------------------------------------------
 
-    def list(self) -> list[Entry]:
-        """Every stored file with its 1-based index; also kept as `last_listing`."""
-        self.last_listing = self._fetch_listing()
+    def list(self, folder: str = "") -> list[Entry]:
+        """The files and folders in `folder` (default: the top), each with its 1-based index;
+        also kept as `last_listing`. Each entry's `path` is its full path."""
+        self.last_listing = self._fetch_listing(check_folder(folder))
         return self.last_listing
 
-    def _fetch_listing(self) -> list[Entry]:
-        self.chan.send("ls")
+    def _fetch_listing(self, folder: str = "") -> list[Entry]:
+        self.chan.send("ls", **({"name": folder} if folder else {}))
         header = self._reply("listing")
         if header["size"] > MAX_LISTING:
             self._drop()
             raise RemoteProtocolError(f"listing of {header['size']} bytes is too large")
         body = bytearray()
         self.chan.recv_body(body.extend)
-        entries = decode_listing(bytes(body))
+        entries = decode_listing(bytes(body), folder)
         if len(entries) != header["count"]:
             raise RemoteProtocolError("listing count does not match its entries")
         return entries
@@ -227,12 +254,33 @@ class Client:
         the listing the user saw.
         """
         if not any(is_index(t) for t in tokens):
-            return [check_name(t) for t in tokens]
+            return [check_path(t) for t in tokens]
         seen = seen if seen is not None else self.last_listing
         if seen is None:
             raise StaleListing("numbers refer to a listing, but none was seen: run ls first")
-        current = self._fetch_listing()
+        folder = split_path(seen[0].path)[0] if seen else ""
+        current = self._fetch_listing(folder)
         return [resolve(t, seen, current) for t in tokens]
+
+    def walk(self, folder: str) -> Iterator[Entry]:
+        """Every file and folder below `folder`, each folder before what it holds."""
+        stack = [check_folder(folder)]
+        while stack:
+            current = stack.pop()
+            entries = self._fetch_listing(current)
+            for entry in entries:
+                yield entry
+            for entry in reversed(entries):
+                if entry.is_folder and entry.path.count("/") < MAX_DEPTH - 1:
+                    stack.append(entry.path)
+
+    def stat(self, path: str) -> Entry:
+        """The listing entry of one stored file or folder."""
+        folder, leaf = split_path(check_path(path))
+        for entry in self._fetch_listing(folder):
+            if entry.name == leaf:
+                return entry
+        raise NotFound(f"no file named {path!r}")
 
     # --- upload ----------------------------------------------------------------
 
@@ -242,30 +290,37 @@ class Client:
         name: str | None = None,
         *,
         overwrite: bool = False,
+        on_conflict: str | None = None,
         on_progress: Progress | None = None,
     ) -> PutResult:
-        """Upload one file; the md5 travels as a trailer so the file is read once."""
+        """Upload one file to the path `name` (default: the file's own name, at the top).
+
+        If the name is taken by other content, `on_conflict` decides: fail (the default,
+        raising Exists), overwrite, rename (stored as name.1.ext, ...) or skip. Identical
+        content is never sent again, whatever the mode. The checksum travels as a trailer
+        so the file is read once.
+        """
         started = time.monotonic()
         path = Path(path)
-        name = check_name(name if name is not None else path.name)
+        name = check_path(name if name is not None else path.name)
+        mode = conflict_fields(conflict_mode(overwrite, on_conflict))
         with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             algo = self.digest
             named = {} if algo == MD5 else {"digest": algo}
-            self.chan.send("put", name=name, size=size, overwrite=overwrite, **named)
+            self.chan.send("put", name=name, size=size, **mode, **named)
             trailer = True
             try:
-                reply = self._reply("continue")
+                reply = self._reply("continue", "ok")
             except Exists:
                 # Identical content counts as success: prove it with the local checksum.
                 local = checksum_of(f, algo)
                 fields = sum_fields(algo, local)
-                self.chan.send("put", name=name, size=size, overwrite=overwrite, **fields)
+                self.chan.send("put", name=name, size=size, **mode, **fields)
                 reply = self._reply("ok", "continue")
                 trailer = False
             if reply.type == "ok":
-                seconds = time.monotonic() - started
-                return PutResult(name, size, self._sum(reply), True, seconds, algo)
+                return self._settled(reply, started)
             # The kernel sends the file while a second thread hashes it: two cores at work.
             hasher = digests.FileHasher(f.fileno(), size, algo)
             try:
@@ -287,7 +342,20 @@ class Client:
         if self._sum(ok) != value:
             raise ChecksumMismatch(f"server stored {algo} {self._sum(ok)}, we sent {value}")
         seconds = time.monotonic() - started
-        return PutResult(name, size, value, bool(ok.get("existed")), seconds, algo)
+        stored = ok.get("name", name)
+        return PutResult(stored, size, value, bool(ok.get("existed")), seconds, algo)
+
+    def _settled(self, reply: Message, started: float) -> PutResult:
+        """The result of a put the server answered without taking any bytes."""
+        return PutResult(
+            reply.get("name", ""),
+            reply.get("size", 0),
+            self._sum(reply),
+            bool(reply.get("existed")),
+            time.monotonic() - started,
+            self.digest,
+            bool(reply.get("skipped")),
+        )
 
     def _sum(self, msg: Message) -> str:
         """The checksum a reply carries, in this session's digest."""
@@ -303,22 +371,43 @@ class Client:
     def put_many(
         self,
         paths: Sequence[str | os.PathLike[str]],
+        names: Sequence[str] | None = None,
         *,
         overwrite: bool = False,
+        on_conflict: str | None = None,
         on_progress: Progress | None = None,
         on_result: Callable[[Path, PutResult | FtpError], None] | None = None,
+        on_start: Callable[[Path, str, int], Progress] | None = None,
     ) -> list[PutResult | FtpError]:
         """Upload many files, small ones pipelined so the server commits them in groups.
 
+        `names` are the paths to store them under (default: each file's own name).
         Returns one outcome per path, in order: a PutResult, or the error that refused
         that file (exists, quota, unreadable, ...); the other files go on regardless.
-        `on_result(path, outcome)` is called as each one is settled.
+        `on_result(path, outcome)` is called as each one is settled; `on_start(path, name,
+        size)`, if given, as each one starts, and returns that file's progress callback.
         """
         from ftpc.pipeline import put_many  # it builds on this module
 
+        if names is not None and len(names) != len(paths):
+            raise ValueError("put_many needs one name per path")
         return list(
-            put_many(self, paths, overwrite=overwrite, on_progress=on_progress, on_result=on_result)
+            put_many(
+                self,
+                paths,
+                names,
+                conflict=conflict_mode(overwrite, on_conflict),
+                on_progress=on_progress,
+                on_result=on_result,
+                on_start=on_start,
+            )
         )
+
+    def mkdir(self, path: str, *, parents: bool = False) -> bool:
+        """Create a folder; with `parents`, also those above it, and an existing one is fine.
+        Returns whether it was created."""
+        self.chan.send("mkdir", name=check_path(path), **({"parents": True} if parents else {}))
+        return bool(self._reply("ok").get("created"))
 
     @property
     def connected(self) -> bool:
@@ -332,19 +421,26 @@ class Client:
         dest: str | os.PathLike[str] | None = None,
         *,
         overwrite: bool = False,
+        on_conflict: str | None = None,
         on_progress: Progress | None = None,
     ) -> GetResult:
-        """Download into a temporary file beside `dest`; rename it only once the md5 matches.
+        """Download into a temporary file beside `dest`; link it into place once verified.
 
-        `dest` may be a directory (the file keeps its name) or a file path.
+        `dest` may be a directory (the file keeps its name) or a file path. If a local
+        file is in the way, a copy with the same md5 counts as done; otherwise
+        `on_conflict` decides: fail (the default, LocalFileExists), overwrite, rename
+        (name.1.ext, ...) or skip.
         """
         started = time.monotonic()
-        name = check_name(name)
+        name = check_path(name)
+        mode = conflict_mode(overwrite, on_conflict)
         target = Path(dest) if dest is not None else Path.cwd()
         if target.is_dir():
-            target = target / name
-        if not overwrite and os.path.lexists(target):
-            raise LocalFileExists(f"{target} already exists; use --overwrite to replace it")
+            target = target / split_path(name)[1]
+        if mode != OVERWRITE and os.path.lexists(target):
+            settled = self._local_conflict(name, target, mode, started)
+            if settled is not None:
+                return settled
         algo = self.digest
         self.chan.send("get", name=name, **({} if algo == MD5 else {"digest": algo}))
         header = self._reply("file")
@@ -364,13 +460,37 @@ class Client:
                     f"{name!r} arrived with {algo} {value}, the server said {claimed}:"
                     " nothing was saved"
                 )
-            publish(Path(tmp), target, overwrite)
+            landed = publish(Path(tmp), target, mode)
         except OSError as exc:
             raise LocalFileError(f"cannot write {target}: {exc.strerror}") from exc
         finally:
             Path(tmp).unlink(missing_ok=True)
         seconds = time.monotonic() - started
-        return GetResult(name, target, header["size"], value, seconds, algo)
+        return GetResult(name, landed, header["size"], value, seconds, algo)
+
+    def _local_conflict(
+        self, name: str, target: Path, mode: str, started: float
+    ) -> GetResult | None:
+        """A local file is in the way: the result if there is nothing to fetch, else None."""
+        entry = self.stat(name)
+        if entry.is_folder:
+            raise NotFound(f"{name!r} is a folder: download it with get -r")
+        try:
+            with open_regular(target) as f:
+                same = checksum_of(f, MD5) == entry.md5
+        except LocalFileError:
+            same = False  # a folder, link or unreadable file: not the same content
+        if same or mode == SKIP:
+            seconds = time.monotonic() - started
+            return GetResult(
+                name, target, entry.size, entry.md5, seconds, MD5, existed=same, skipped=not same
+            )
+        if mode == FAIL:
+            raise LocalFileExists(
+                f"{target} already exists with other content;"
+                " choose --on-conflict overwrite, rename or skip"
+            )
+        return None
 
     def _receive_into(self, fd: int, on_progress: Progress | None) -> str:
         """Write the body into `fd`, hashing it on the way; fsync before anyone renames it."""
@@ -403,5 +523,6 @@ class Client:
     # --- delete ----------------------------------------------------------------
 
     def remove(self, name: str) -> str:
-        self.chan.send("rm", name=check_name(name))
+        """Delete a stored file, or an empty folder."""
+        self.chan.send("rm", name=check_path(name))
         return str(self._reply("ok").get("name", name))

@@ -17,16 +17,24 @@ from typing import BinaryIO
 from shared import digests
 from shared.digests import MD5
 from shared.errors import LocalFileError, LocalFileExists
+from shared.names import OVERWRITE, RENAME, numbered
+
+RENAME_TRIES = 1000
 
 
 @dataclass(frozen=True)
 class PutResult:
+    """`name` is where the file is stored (with `rename`, perhaps not the name asked for).
+    `existed`: identical content was already there, nothing was sent. `skipped`: other
+    content is there and was left alone (on_conflict=skip); `checksum` is then its own."""
+
     name: str
     size: int
     checksum: str
     existed: bool
     seconds: float
     digest: str = MD5
+    skipped: bool = False
 
     @property
     def md5(self) -> str:
@@ -36,12 +44,17 @@ class PutResult:
 
 @dataclass(frozen=True)
 class GetResult:
+    """`path` is where the file landed. `existed`: the local file already had these bytes;
+    `skipped`: a local file with other content was left alone (on_conflict=skip)."""
+
     name: str
     path: Path
     size: int
     checksum: str
     seconds: float
     digest: str = MD5
+    existed: bool = False
+    skipped: bool = False
 
     @property
     def md5(self) -> str:
@@ -92,13 +105,22 @@ def open_regular(path: Path) -> BinaryIO:
     return os.fdopen(fd, "rb", buffering=0)
 
 
-def publish(tmp: Path, target: Path, overwrite: bool) -> None:
-    if overwrite:
+def publish(tmp: Path, target: Path, conflict: str) -> Path:
+    """Link the verified temporary file into place; return where it landed."""
+    if conflict == OVERWRITE:
         os.replace(tmp, target)
-        return
+        return target
     try:
-        os.link(tmp, target)  # refuses an existing file atomically
-    except FileExistsError as exc:
-        raise LocalFileExists(f"{target} already exists; use --overwrite to replace it") from exc
+        tries = RENAME_TRIES if conflict == RENAME else 1
+        for n in range(tries):
+            candidate = target.with_name(numbered(target.name, n))
+            try:
+                os.link(tmp, candidate)  # refuses an existing file atomically
+            except FileExistsError:
+                continue
+            return candidate
+        raise LocalFileExists(
+            f"{target} already exists; choose --on-conflict overwrite, rename or skip"
+        )
     finally:
         tmp.unlink(missing_ok=True)

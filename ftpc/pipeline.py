@@ -8,6 +8,7 @@ server syncs it as one batch. Larger files go one at a time through `put`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import deque
@@ -15,11 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftpc.client import Client, Progress, PutResult, open_regular
+from ftpc.client import Client, Progress, PutResult, conflict_fields, open_regular
 from shared import digests
 from shared.digests import sum_fields
 from shared.errors import ChecksumMismatch, LocalFileError, RequestError
-from shared.names import check_name
+from shared.names import check_path
 from shared.protocol import MAX_INLINE, Role, encode
 
 WINDOW = 128
@@ -29,6 +30,8 @@ WINDOW_BYTES = 32 << 20
 Outcome = PutResult | RequestError | LocalFileError
 """Each file's fate: a refused or unreadable file does not stop the others."""
 OnResult = Callable[[Path, Outcome], None]
+OnStart = Callable[[Path, str, int], Progress]
+"""Called as each file starts (path, remote name, size): returns that file's progress callback."""
 
 
 @dataclass
@@ -44,10 +47,12 @@ class _InFlight:
 def put_many(
     client: Client,
     paths: Sequence[str | os.PathLike[str]],
+    names: Sequence[str] | None,
     *,
-    overwrite: bool,
+    conflict: str,
     on_progress: Progress | None,
     on_result: OnResult | None,
+    on_start: OnStart | None = None,
 ) -> list[Outcome]:
     """Upload `paths` in order; return one outcome per path, in the same order.
 
@@ -73,6 +78,9 @@ def put_many(
             except RequestError as exc:
                 settle(item, exc)
                 continue
+            if ok.get("skipped"):
+                settle(item, client._settled(ok, item.started))
+                continue
             stored = client._sum(ok)
             if stored != item.checksum:
                 problem = f"server stored {algo} {stored}, we sent {item.checksum}"
@@ -80,7 +88,8 @@ def put_many(
                 continue
             seconds = time.monotonic() - item.started
             existed = bool(ok.get("existed"))
-            settle(item, PutResult(item.name, item.size, item.checksum, existed, seconds, algo))
+            stored_as = ok.get("name", item.name)
+            settle(item, PutResult(stored_as, item.size, item.checksum, existed, seconds, algo))
 
     pipelined = "upload" in client.hello["capabilities"]
     algo = client.digest
@@ -88,7 +97,7 @@ def put_many(
         path = Path(raw_path)
         started = time.monotonic()
         try:
-            name = check_name(path.name)
+            name = check_path(names[index] if names is not None else path.name)
             data = _read_small(path) if pipelined else None
         except (RequestError, LocalFileError) as exc:
             settle(_InFlight(index, path, path.name, 0, "", started), exc)
@@ -96,8 +105,13 @@ def put_many(
         if data is None:
             collect(0)  # keep replies in order with the `put` that follows
             item = _InFlight(index, path, name, 0, "", started)
+            progress = on_progress
+            if on_start is not None:
+                with contextlib.suppress(OSError):
+                    progress = on_start(path, name, path.stat().st_size)
             try:
-                settle(item, client.put(path, overwrite=overwrite, on_progress=on_progress))
+                outcome = client.put(path, name, on_conflict=conflict, on_progress=progress)
+                settle(item, outcome)
             except (RequestError, LocalFileError) as exc:
                 if not client.connected:
                     raise
@@ -107,12 +121,12 @@ def put_many(
         hasher.update(data)
         checksum = hasher.hexdigest()
         fields = sum_fields(algo, checksum)
-        header = encode(
-            "upload", Role.CLIENT, name=name, size=len(data), overwrite=overwrite, **fields
-        )
+        mode = conflict_fields(conflict)
+        header = encode("upload", Role.CLIENT, name=name, size=len(data), **mode, **fields)
         client.chan.send_raw(header + data)
-        if on_progress is not None:
-            on_progress(len(data))
+        progress = on_start(path, name, len(data)) if on_start is not None else on_progress
+        if progress is not None:
+            progress(len(data))
         pending.append(_InFlight(index, path, name, len(data), checksum, started))
         in_flight_bytes += len(data)
         if len(pending) >= WINDOW or in_flight_bytes >= WINDOW_BYTES:

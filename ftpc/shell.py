@@ -1,22 +1,26 @@
-"""The interactive session: a prompt over one logged-in Client."""
+"""The interactive session: a prompt over one login, taking the same commands as ftpc itself."""
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from ftpc.batch import BY_NAME, run_line
 from ftpc.client import Client
-from ftpc.ui import format_listing, get_files, put_files
-from shared.errors import FtpError, ProtocolError, TransportError
+from ftpc.report import HumanReporter
+from ftpc.session import Session
+from ftpc.state import MemoryState
+from ftpc.ui import format_listing
+from shared.cli import NETWORK
 
-HELP = """commands:
-  ls                     list files, numbered
-  put FILE... [--overwrite]
-  get [N|NAME...] [--overwrite]   without arguments, pick from the list
-  rm N|NAME...
+HELP = """commands (each takes the options it takes on the ftpc command line; CMD --help):
+  ls [FOLDER|N]          list a folder, numbered
+  put FILE... [-r] [--to FOLDER] [--on-conflict fail|overwrite|rename|skip]
+  get N|PATH... [-r] [-o DIR] [--on-conflict ...]   without arguments, pick from the list
+  rm N|PATH...           delete files or empty folders
+  mkdir [-p] FOLDER...   create folders
   help                   this text
   quit                   leave (also: exit, Ctrl-D)
 numbers refer to this session's last ls"""
@@ -27,7 +31,8 @@ def _prompt(text: str) -> str:
 
 
 class Shell:
-    """Reads commands until quit or end of input; a failed command does not end the session."""
+    """Reads commands until quit or end of input; a failed command does not end the session,
+    but a lost connection does."""
 
     def __init__(
         self,
@@ -38,87 +43,64 @@ class Shell:
         echo: Callable[[str], None] = click.echo,
         cwd: Path | None = None,
     ) -> None:
+        from ftpc.cli import Settings  # the shell is a front end of the command line
+
         self.client = client
-        self.bars = bars
         self.read = read
         self.echo = echo
-        self.cwd = cwd or Path.cwd()
-        self.commands: dict[str, Callable[[list[str]], None]] = {
-            "ls": self.do_ls,
-            "put": self.do_put,
-            "get": self.do_get,
-            "rm": self.do_rm,
-            "help": self.do_help,
-        }
+        self.settings = Settings(
+            client.host,
+            client.port,
+            client.user,
+            quiet=not bars,
+            timeout=client.chan.sock.gettimeout() or 60.0,
+            echo=echo,
+            workdir=cwd,
+        )
+        self.session = Session(lambda: client, HumanReporter(bars, echo), MemoryState())
 
     def run(self) -> None:
-        while True:
-            try:
-                line = self.read("ftpc>")
-            except (EOFError, click.exceptions.Abort):
-                self.echo("")
-                return
-            try:
-                words = shlex.split(line)
-            except ValueError as exc:
-                self.echo(f"error: {exc}")
-                continue
-            if not words:
-                continue
-            verb, args = words[0], words[1:]
-            if verb in ("quit", "exit", "bye"):
-                return
-            command = self.commands.get(verb)
-            if command is None:
-                self.echo(f"error: unknown command {verb!r}; type help")
-                continue
-            try:
-                command(args)
-            except (TransportError, ProtocolError):
-                raise  # the connection is gone or out of frame: end the session
-            except FtpError as exc:
-                self.echo(f"error: {exc}")
+        self.settings.active = self.session
+        try:
+            while True:
+                try:
+                    line = self.read("ftpc>")
+                except (EOFError, click.exceptions.Abort):
+                    self.echo("")
+                    return
+                words = line.split()
+                if not words:
+                    continue
+                if words[0] in ("quit", "exit", "bye"):
+                    return
+                if words[0] in ("help", "?"):
+                    self.echo(HELP)
+                    continue
+                if words == ["get"]:
+                    line = self._pick()
+                    if not line:
+                        continue
+                self._run(line)
+        finally:
+            self.settings.active = None
 
-    def do_help(self, args: list[str]) -> None:
-        self.echo(HELP)
+    def _run(self, line: str) -> None:
+        try:
+            run_line(self.settings, line)
+        except click.ClickException as exc:
+            if exc.exit_code == NETWORK and not self.client.connected:
+                raise  # the connection is gone: end the session
+            self.echo(f"error: {exc.format_message()}")
 
-    def do_ls(self, args: list[str]) -> None:
-        self.echo(format_listing(self.client.list()))
+    def _pick(self) -> str:
+        """`get` alone: show the listing and ask for a number."""
+        entries = self.client.list()
+        self.session.state.save(entries)
+        self.echo(format_listing(entries))
+        if not entries:
+            return ""
+        choice = self.read("number to download (empty to cancel):").strip()
+        return f"get {choice}" if choice else ""
 
-    @staticmethod
-    def _flag(args: list[str], flag: str) -> tuple[list[str], bool]:
-        return [a for a in args if a != flag], flag in args
 
-    def do_put(self, args: list[str]) -> None:
-        args, overwrite = self._flag(args, "--overwrite")
-        if not args:
-            self.echo("usage: put FILE... [--overwrite]")
-            return
-        paths = [self.cwd / a for a in args]
-        missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
-            self.echo(f"error: no such file: {', '.join(missing)}")
-            return
-        put_files(self.client, paths, overwrite, self.bars, self.echo)
-
-    def do_get(self, args: list[str]) -> None:
-        args, overwrite = self._flag(args, "--overwrite")
-        if not args:
-            entries = self.client.list()
-            self.echo(format_listing(entries))
-            if not entries:
-                return
-            choice = self.read("number to download (empty to cancel):").strip()
-            if not choice:
-                return
-            args = [choice]
-        names = self.client.resolve(args)
-        sizes = {e.name: e.size for e in self.client.last_listing or []}
-        get_files(self.client, names, self.cwd, overwrite, self.bars, self.echo, sizes)
-
-    def do_rm(self, args: list[str]) -> None:
-        if not args:
-            self.echo("usage: rm N|NAME...")
-            return
-        for name in self.client.resolve(args):
-            self.echo(f"deleted {self.client.remove(name)}")
+__all__ = ["BY_NAME", "HELP", "Shell"]

@@ -44,3 +44,16 @@ class ListingState:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+class MemoryState:
+    """The last listing of one shell or batch script: numbers mean what that session listed."""
+
+    def __init__(self) -> None:
+        self._entries: list[Entry] | None = None
+
+    def load(self) -> list[Entry] | None:
+        return self._entries
+
+    def save(self, entries: list[Entry]) -> None:
+        self._entries = list(entries)

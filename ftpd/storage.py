@@ -1,12 +1,14 @@
 """Names to paths, staging, atomic publish, listing and the md5 cache.
 
 Layout of the root:
-    NAME                      published files, one path component each
+    NAME, FOLDER/NAME, ...    published files and the folders holding them
     .ftpd/staging/*.part      uploads in flight; never listed, purged at start
     .ftpd/md5.sqlite3         md5 of stored files, keyed by (size, mtime_ns, inode),
                               and who uploaded each file (for quotas)
 
-Staging lives inside the root so that publishing is a rename on one filesystem.
+Staging lives inside the root so that publishing is a rename on one filesystem. Paths
+are walked one folder at a time without following links (ftpd.tree), so nothing
+outside the root is ever reached.
 The md5 cache is only a cache: a row that does not match the file's current
 stat is ignored and the file is hashed again. Quota usage is the current size of
 the files each account uploaded, so a file removed by hand stops counting.
@@ -14,7 +16,6 @@ the files each account uploaded, so a file removed by hand stops counting.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ftpd.catalog import Md5Cache
+from ftpd.tree import Tree
 from ftpd.upload import Upload
 from shared import digests
 from shared.digests import MD5
@@ -36,11 +38,21 @@ from shared.errors import (
     FtpError,
     InternalError,
     NoSpace,
+    NotEmpty,
     NotFound,
     QuotaExceeded,
     TooLarge,
 )
-from shared.names import RESERVED_PREFIX, check_name
+from shared.listing import FILE, FOLDER
+from shared.names import (
+    FAIL,
+    RESERVED_PREFIX,
+    check_folder,
+    check_name,
+    check_path,
+    join_path,
+    split_path,
+)
 from shared.writeback import syncfs, syncfs_available
 
 HASH_CHUNK = 1 << 20
@@ -56,12 +68,13 @@ class RootInUse(FtpError):
 
 @dataclass(frozen=True)
 class Entry:
-    """What a listing shows of one stored file."""
+    """What a listing shows of one stored file or folder (`name` is its path)."""
 
     name: str
     size: int
     mtime: int
     md5: str
+    kind: str = FILE
 
 
 def hash_file(f: BinaryIO, algo: str = MD5) -> str:
@@ -99,6 +112,7 @@ class Storage:
             raise RootInUse(f"another ftpd is already serving {self.root}") from exc
         self.purged = self._purge_staging()
         self.cache = Md5Cache(meta / "md5.sqlite3")
+        self.tree = Tree(self._root)
         # Bytes promised to uploads in flight, so that concurrent uploads cannot together
         # overrun the free space or a quota that each one alone fits in.
         self._reserve_lock = threading.Lock()
@@ -121,47 +135,62 @@ class Storage:
         if self._lock_fd < 0:
             return
         self.cache.close()
+        self.tree.close()
         os.close(self._lock_fd)  # releases the flock
         self._lock_fd = -1
 
-    def _path(self, name: str) -> str:
-        return os.path.join(self._root, check_name(name))
+    def _lstat(self, path: str) -> os.stat_result | None:
+        """lstat of whatever is at `path`, or None; NotFound if a folder above is missing."""
+        with self.tree.parent(path) as (fd, leaf):
+            try:
+                return os.stat(leaf, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
 
-    def _stat(self, name: str) -> os.stat_result | None:
+    def _stat(self, path: str) -> os.stat_result | None:
         """lstat of a published regular file, or None; symlinks and others do not count."""
         try:
-            st = os.lstat(self._path(name))
-        except FileNotFoundError:
+            st = self._lstat(path)
+        except NotFound:
             return None
-        return st if stat.S_ISREG(st.st_mode) else None
+        return st if st is not None and stat.S_ISREG(st.st_mode) else None
 
     # --- reading ---------------------------------------------------------------
 
-    def list(self) -> list[Entry]:
-        """Every published regular file, sorted by name, with its md5."""
+    def list(self, folder: str = "") -> list[Entry]:
+        """The files and folders in `folder` (the root for ""), sorted by name, files with
+        their md5. Links, devices and anything with an unsafe name are not listed."""
+        folder = check_folder(folder)
         cached = self.cache.all()
         entries = []
         hashed: list[tuple[str, os.stat_result, str]] = []
-        with os.scandir(self.root) as it:
+        with self.tree.scan(folder.split("/") if folder else []) as it:
             for dirent in it:
                 name = dirent.name
+                path = join_path(folder, name)
                 try:
-                    if check_name(name) != name or not dirent.is_file(follow_symlinks=False):
+                    if check_name(name) != name:
+                        continue
+                    if dirent.is_dir(follow_symlinks=False):
+                        st = dirent.stat(follow_symlinks=False)
+                        entries.append(Entry(name, 0, st.st_mtime_ns // 10**9, "", FOLDER))
+                        continue
+                    if not dirent.is_file(follow_symlinks=False):
                         continue
                     st = dirent.stat(follow_symlinks=False)
                 except (BadName, OSError):
                     continue
-                row = cached.get(name)
+                row = cached.get(path)
                 if row and row[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
                     md5 = row[3]
                 else:
-                    opened = _Opened(self, name, remember=False)
+                    opened = _Opened(self, path, remember=False)
                     try:
                         with opened as (_, entry):
                             md5 = entry.md5
                     except (FtpError, OSError):
                         continue  # vanished or unreadable: not listed
-                    hashed.append((name, opened.stat, md5))
+                    hashed.append((path, opened.stat, md5))
                 entries.append(Entry(name, st.st_size, st.st_mtime_ns // 10**9, md5))
         if hashed:
             self.cache.store_many(hashed)
@@ -172,7 +201,7 @@ class Storage:
         """Open a published file for reading without following a symlink.
 
         The opener's `checksum` is the file's `digest` (cached, or computed now)."""
-        return _Opened(self, check_name(name), digest=digest)
+        return _Opened(self, check_path(name), digest=digest)
 
     # --- writing ---------------------------------------------------------------
 
@@ -202,9 +231,10 @@ class Storage:
     def existing_sum(self, name: str, digest: str) -> tuple[int, str] | None:
         """(size, checksum in `digest`) of the file published under `name`, or None."""
         try:
-            os.lstat(os.path.join(self._root, check_name(name)))
-        except FileNotFoundError:
-            return None  # the common case for an upload, answered without raising NotFound
+            if self._lstat(check_path(name)) is None:
+                return None  # the common case for an upload, answered without raising NotFound
+        except NotFound:
+            return None  # a folder above is missing: check_upload says which
         opened = self.open(name, digest)
         try:
             with opened as (_, entry):
@@ -216,14 +246,11 @@ class Storage:
         self, name: str, size: int, owner: str | None = None, quota: int | None = None
     ) -> str:
         """Refuse an upload before any byte is read; return the checked name."""
-        name = check_name(name)
-        st = None
-        with contextlib.suppress(FileNotFoundError):
-            st = os.lstat(os.path.join(self._root, name))
-            if not stat.S_ISREG(st.st_mode):
-                raise Exists(
-                    f"{name!r} is taken by something that is not a file (a link or folder)"
-                )
+        name = check_path(name)
+        st = self._lstat(name)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            what = "a folder, not a file" if stat.S_ISDIR(st.st_mode) else "something not a file"
+            raise Exists(f"{name!r} is taken by {what}")
         if self.max_file_size is not None and size > self.max_file_size:
             raise TooLarge(f"{size} bytes is over the limit of {self.max_file_size} bytes")
         if quota is not None and owner is not None:
@@ -244,7 +271,7 @@ class Storage:
         self,
         name: str,
         size: int,
-        overwrite: bool,
+        conflict: str = FAIL,
         owner: str | None = None,
         quota: int | None = None,
         digest: str = MD5,
@@ -256,7 +283,7 @@ class Storage:
             if owner is not None:
                 self._inflight_by[owner] += size
         try:
-            return Upload(self, name, size, overwrite, owner, digest)
+            return Upload(self, name, size, conflict, owner, digest)
         except BaseException:
             self._release(size, size, owner)
             raise
@@ -284,11 +311,15 @@ class Storage:
                 for upload in uploads:
                     upload.abort()
                 return [_disk_error(exc) for _ in uploads]
+        folders: dict[str, int] = {}  # each parent folder, held open until it is fsynced
         try:
             for upload in uploads:
                 try:
                     st = upload._sync(already=grouped)
-                    upload._publish()
+                    folder, leaf = split_path(upload.name)
+                    if folder not in folders:
+                        folders[folder] = self.tree.open(folder)
+                    upload._publish(folders[folder], leaf)
                 except FtpError as exc:
                     upload.abort()
                     results.append(exc)
@@ -300,18 +331,22 @@ class Storage:
                 rows.append((upload.name, st, upload.digest, upload.checksum, upload.owner))
                 md5 = upload.checksum if upload.digest == MD5 else ""
                 results.append(Entry(upload.name, st.st_size, st.st_mtime_ns // 10**9, md5))
+            for fd in folders.values():
+                os.fsync(fd)
             if rows:
-                _fsync_dir(self.root)
                 self.cache.record(rows)
         finally:
+            for fd in folders.values():
+                self.tree.release(fd)
             # Only now: until the owner rows are written, the reservations stand for them.
             for upload in uploads:
                 upload._unreserve()
         return results
 
-    def sync_root(self) -> None:
-        """fsync the root directory: every name published so far is then durable."""
-        _fsync_dir(self.root)
+    def sync_folder_of(self, path: str) -> None:
+        """fsync the folder holding `path`: every name published there so far is durable."""
+        with self.tree.parent(path) as (fd, _):
+            os.fsync(fd)
 
     def _wrote(self, n: int) -> None:
         """Bytes now on the disk count in its free space: stop reserving them twice."""
@@ -327,18 +362,37 @@ class Storage:
                     del self._inflight_by[owner]
 
     def remove(self, name: str) -> str:
-        """Delete a published file; return its checked name."""
-        name = check_name(name)
-        path = self._path(name)
-        if self._stat(name) is None:
-            raise NotFound(f"no file named {name!r}")
-        try:
-            os.unlink(path)
-        except FileNotFoundError as exc:
-            raise NotFound(f"no file named {name!r}") from exc
-        self.cache.forget(name)
-        _fsync_dir(self.root)
+        """Delete a published file, or an empty folder; return its checked path."""
+        name = check_path(name)
+        with self.tree.parent(name) as (fd, leaf):
+            try:
+                st = os.stat(leaf, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    os.rmdir(leaf, dir_fd=fd)
+                elif stat.S_ISREG(st.st_mode):
+                    os.unlink(leaf, dir_fd=fd)
+                else:
+                    raise NotFound(f"no file named {name!r}")
+            except FileNotFoundError as exc:
+                raise NotFound(f"no file named {name!r}") from exc
+            except OSError as exc:
+                if exc.errno == errno.ENOTEMPTY:
+                    raise NotEmpty(f"the folder {name!r} is not empty") from exc
+                raise InternalError(f"cannot remove {name!r}: {exc.strerror}") from exc
+            if not stat.S_ISDIR(st.st_mode):
+                self.cache.forget(name)
+            os.fsync(fd)
         return name
+
+    def mkdir(self, path: str, parents: bool = False) -> tuple[str, bool]:
+        """Create a folder (and, with `parents`, those above it); return (path, created)."""
+        path = check_path(path)
+        try:
+            return path, self.tree.mkdir(path, parents)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace("the server ran out of disk space") from exc
+            raise InternalError(f"cannot create {path!r}: {exc.strerror}") from exc
 
 
 class _Opened:
@@ -357,9 +411,10 @@ class _Opened:
         self.stat: os.stat_result
 
     def __enter__(self) -> tuple[BinaryIO, Entry]:
-        path = os.path.join(self.storage._root, self.name)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with self.storage.tree.parent(self.name) as (dir_fd, leaf):
+                fd = os.open(leaf, flags, dir_fd=dir_fd)
         except FileNotFoundError as exc:
             raise NotFound(f"no file named {self.name!r}") from exc
         except OSError as exc:
@@ -399,11 +454,3 @@ def _disk_error(exc: OSError) -> FtpError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return NoSpace("the server ran out of disk space")
     return InternalError(f"cannot store the upload: {exc.strerror}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,4 +1,4 @@
-"""The file verbs of a session: ls, get, rm, put and upload, each verified with a digest.
+"""The file verbs of a session: ls, get, rm, mkdir, put and upload, each verified with a digest.
 
 A request may name its digest (`hello.digests`; md5 when it names none). The
 checksum travels in `md5` for md5 and in `sum` for the others.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ftpd.batch import CommitBatch
@@ -22,12 +23,13 @@ from shared.errors import (
     FtpError,
     InternalError,
     LocalFileError,
+    PermissionDenied,
     RemoteProtocolError,
     RequestError,
     TransportError,
 )
 from shared.listing import encode_listing
-from shared.names import check_name
+from shared.names import FAIL, OVERWRITE, RENAME, SKIP, check_path
 from shared.protocol import MAX_INLINE, Message
 from shared.wire import Channel
 
@@ -76,6 +78,29 @@ def claimed_sum(msg: Message, digest: str) -> str | None:
     return msg.get(right)
 
 
+@dataclass(frozen=True)
+class Settled:
+    """A put answered without storing anything: the name is taken and stays as it is."""
+
+    name: str
+    size: int
+    checksum: str
+    existed: bool = False
+    """The stored file has exactly the bytes offered."""
+    skipped: bool = False
+    """Other (or unchecked) content is stored, and the request asked to skip it."""
+
+
+def _conflict(msg: Message) -> str:
+    """The request's conflict mode; `overwrite: true` is the older spelling of overwrite."""
+    mode: str = msg.get("on_conflict", FAIL)
+    if msg.get("overwrite"):
+        if mode not in (FAIL, OVERWRITE):
+            raise BadRequest(f"'overwrite' contradicts on_conflict {mode!r}")
+        mode = OVERWRITE
+    return mode
+
+
 class TransferVerbs:
     """Mixed into Session: everything that lists, moves or deletes files."""
 
@@ -111,10 +136,21 @@ class TransferVerbs:
         )
 
     def do_ls(self, msg: Message) -> None:
-        entries = self.storage.list()
-        body = encode_listing((e.name, e.size, e.mtime, e.md5) for e in entries)
+        entries = self.storage.list(msg.get("name", ""))
+        body = encode_listing((e.name, e.size, e.mtime, e.md5, e.kind) for e in entries)
         self.chan.send("listing", size=len(body), count=len(entries))
         self.chan.send_raw(body)
+
+    def do_mkdir(self, msg: Message) -> None:
+        path, created = self.storage.mkdir(msg["name"], msg.get("parents", False))
+        self.log.info(
+            "mkdir user=%s peer=%s name=%s result=%s",
+            self.user,
+            self.peer,
+            json.dumps(path, ensure_ascii=False),
+            "ok" if created else "existed",
+        )
+        self.chan.send("ok", name=path, created=created)
 
     def do_get(self, msg: Message) -> None:
         started = time.monotonic()
@@ -151,27 +187,46 @@ class TransferVerbs:
         )
         self.chan.send("ok", name=name)
 
-    def _begin(
-        self, msg: Message, digest: str, claimed: str | None, started: float
-    ) -> Upload | None:
-        """The checks of put and upload; None when an identical file is already stored."""
-        name = check_name(msg["name"])
+    def _begin(self, msg: Message, digest: str, claimed: str | None) -> Upload | Settled:
+        """The checks of put and upload: an Upload to receive into, or the request's answer
+        when the name is taken and nothing is to be stored (identical content, or skip)."""
+        name = check_path(msg["name"])
         size: int = msg["size"]
-        overwrite: bool = msg.get("overwrite", False)
+        conflict = _conflict(msg)
+        assert self.account is not None
+        may_replace = "d" in self.account.perms
         existing = self.storage.existing_sum(name, digest)
         if existing is not None:
             if claimed is not None and existing == (size, claimed):
                 # Another session may have published it a moment ago and not yet synced the
-                # directory: sync it, so that this 'existed' promises no more than an 'ok'.
-                self.storage.sync_root()
-                return None
-            if not overwrite:
+                # folder: sync it, so that this 'existed' promises no more than an 'ok'.
+                self.storage.sync_folder_of(name)
+                return Settled(name, size, claimed, existed=True)
+            if conflict == SKIP:
+                return Settled(name, existing[0], existing[1], skipped=True)
+            if conflict == FAIL or (conflict == RENAME and claimed is None):
                 differs = " with other content" if claimed else ""
-                raise Exists(f"{name!r} already exists{differs}; ask to overwrite")
-        assert self.account is not None
+                raise Exists(f"{name!r} already exists{differs}")
+            if conflict == OVERWRITE and not may_replace:
+                raise PermissionDenied(
+                    f"user {self.user!r} may not replace {name!r}: that needs the d permission"
+                )
+        if conflict == SKIP or (conflict == OVERWRITE and not may_replace):
+            conflict = FAIL  # a file that appears meanwhile is refused, never replaced
         return self.storage.begin_upload(
-            name, size, overwrite, owner=self.account.name, quota=self.account.quota, digest=digest
+            name, size, conflict, owner=self.account.name, quota=self.account.quota, digest=digest
         )
+
+    def _settled_reply(self, settled: Settled, digest: str, started: float) -> dict[str, object]:
+        result = "existed" if settled.existed else "skipped"
+        self._log_transfer("put", settled.name, 0, settled.checksum, started, result, digest)
+        return {
+            "name": settled.name,
+            "size": settled.size,
+            "existed": settled.existed,
+            **({"skipped": True} if settled.skipped else {}),
+            **sum_fields(digest, settled.checksum),
+        }
 
     def do_put(self, msg: Message) -> None:
         started = time.monotonic()
@@ -179,13 +234,9 @@ class TransferVerbs:
         try:
             digest = requested_digest(msg)
             claimed = claimed_sum(msg, digest)
-            upload = self._begin(msg, digest, claimed, started)
-            if upload is None:
-                assert claimed is not None
-                name = check_name(msg["name"])
-                self._log_transfer("put", name, 0, claimed, started, "existed", digest)
-                fields = sum_fields(digest, claimed)
-                self.chan.send("ok", name=name, size=msg["size"], existed=True, **fields)
+            upload = self._begin(msg, digest, claimed)
+            if isinstance(upload, Settled):
+                self.chan.send("ok", **self._settled_reply(upload, digest, started))
                 return
             entry = self._receive(upload, claimed)
         except RequestError as exc:
@@ -209,18 +260,15 @@ class TransferVerbs:
         try:
             digest = requested_digest(msg)
             claimed = claimed_sum(msg, digest) or ""
-            upload = self._begin(msg, digest, claimed, started)
+            upload = self._begin(msg, digest, claimed)
         except RequestError as exc:
             self.chan.recv_body(_discard)  # stay in frame: the bytes are on their way anyway
             self._log_transfer("put", msg["name"], 0, claimed, started, exc.code)
             self.batch.add_reply("error", started, code=exc.code, message=str(exc)[:4000])
             return
-        if upload is None:
+        if isinstance(upload, Settled):
             self.chan.recv_body(_discard)
-            name = check_name(msg["name"])
-            self._log_transfer("put", name, 0, claimed, started, "existed", digest)
-            fields = sum_fields(digest, claimed)
-            self.batch.add_reply("ok", started, name=name, size=size, existed=True, **fields)
+            self.batch.add_reply("ok", started, **self._settled_reply(upload, digest, started))
             return
         try:
             sink = _UploadSink(upload)

@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING
 from shared import digests
 from shared.digests import MD5
 from shared.errors import Exists, FtpError, NoSpace
+from shared.names import OVERWRITE, RENAME, numbered
 from shared.writeback import WriteBehind
+
+RENAME_TRIES = 1000
+"""`rename` tries the name, then .1 to .999, before giving up."""
 
 if TYPE_CHECKING:
     from ftpd.storage import Entry, Storage
@@ -29,14 +33,15 @@ class Upload:
         storage: Storage,
         name: str,
         size: int,
-        overwrite: bool,
+        conflict: str,
         owner: str | None,
         digest: str = MD5,
     ) -> None:
         self.storage = storage
         self.name = name
         self.size = size
-        self.overwrite = overwrite
+        self.conflict = conflict
+        """What publishing does if the name is taken: fail, overwrite, or rename."""
         self.owner = owner
         self._reserved = True
         self.received = 0
@@ -95,17 +100,29 @@ class Upload:
         finally:
             self._file.close()
 
-    def _publish(self) -> None:
-        """Put the synced file under its name in one atomic step (the directory is not synced)."""
-        final = os.path.join(self.storage._root, self.name)
-        if self.overwrite:
-            os.replace(self.path, final)
-            return
+    def _publish(self, dir_fd: int, leaf: str) -> None:
+        """Put the synced file under its name in `dir_fd` in one atomic step (the folder is
+        not synced). With `rename`, a taken name gets the first free numbered variant."""
         try:
-            # link() refuses an existing name atomically, unlike rename().
-            os.link(self.path, final)
-        except FileExistsError as exc:
-            raise Exists(f"{self.name!r} already exists") from exc
+            if self.conflict == OVERWRITE:
+                os.replace(self.path, leaf, dst_dir_fd=dir_fd)
+                return
+            candidates = (
+                (numbered(leaf, n) for n in range(RENAME_TRIES))
+                if self.conflict == RENAME
+                else iter([leaf])
+            )
+            for candidate in candidates:
+                try:
+                    # link() refuses an existing name atomically, unlike rename().
+                    os.link(self.path, candidate, dst_dir_fd=dir_fd)
+                except FileExistsError:
+                    continue
+                folder = self.name.rpartition("/")[0]
+                self.name = f"{folder}/{candidate}" if folder else candidate
+                return
+            what = f"{self.name!r} and its first {RENAME_TRIES - 1} numbered variants"
+            raise Exists(f"{what if self.conflict == RENAME else repr(self.name)} already exist")
         finally:
             _unlink(self.path)
 

@@ -16,6 +16,7 @@
         ├── BadName               bad-name
         ├── NotFound              not-found
         ├── Exists                exists
+        ├── NotEmpty              not-empty (a folder to remove still holds entries)
         ├── ChecksumMismatch      checksum-mismatch
         ├── TooLarge              too-large
         ├── NoSpace               no-space
@@ -125,6 +126,12 @@ class Exists(RequestError):
     code = "exists"
 
 
+class NotEmpty(RequestError):
+    """Only an empty folder can be removed."""
+
+    code = "not-empty"
+
+
 class ChecksumMismatch(RequestError):
     code = "checksum-mismatch"
 
@@ -178,6 +185,7 @@ WIRE_ERRORS: dict[str, type[FtpError]] = {
         BadName,
         NotFound,
         Exists,
+        NotEmpty,
         ChecksumMismatch,
         TooLarge,
         NoSpace,

@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from shared.names import CONFLICTS
+
 MAX_HEADER = 65536
 MAX_SIZE = 1 << 50
 """Largest body or file size accepted on the wire (1 PiB): anything above is absurd."""
@@ -59,6 +61,13 @@ def _hex_sum(value: Any) -> str | None:
     return "must be 16 to 128 lowercase hex digits"
 
 
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices and isinstance(value, str) else f"must be one of {choices}"
+
+    return check
+
+
 def _list_of_text(items: int, length: int) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if not isinstance(value, list) or len(value) > items:
@@ -92,7 +101,11 @@ FIELDS: dict[str, Callable[[Any], str | None]] = {
     "mtime": _integer(-(1 << 53), 1 << 53),
     "count": _integer(0, 1 << 32),
     "overwrite": _boolean,
+    "on_conflict": _one_of(*CONFLICTS),
+    "parents": _boolean,
     "existed": _boolean,
+    "skipped": _boolean,
+    "created": _boolean,
     "code": _text(64),
     "message": _text(4096, empty=True),
     "fatal": _boolean,

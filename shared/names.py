@@ -1,4 +1,8 @@
-"""File name rules, shared so that the client refuses what the server would."""
+"""File name and path rules, shared so that the client refuses what the server would.
+
+A path is one or more names joined by "/": `reports/2026/q3.pdf`. Every component is
+checked as a name, so no path can climb out of the root or spell a separator another way.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,11 @@ from shared.errors import BadName
 from shared.text import CONTROL
 
 MAX_NAME_BYTES = 255
+FAIL, OVERWRITE, RENAME, SKIP = "fail", "overwrite", "rename", "skip"
+CONFLICTS = (FAIL, OVERWRITE, RENAME, SKIP)
+"""What a transfer does when its target name is taken by other content (docs/PROTOCOL.md)."""
+MAX_DEPTH = 32
+"""Folders nest at most this deep: a bound on every walk, on both sides."""
 RESERVED_PREFIX = ".ftpd"
 """The server keeps its staging files and md5 cache under this prefix in the root."""
 RESERVED_NAMES = frozenset({".gitkeep"})
@@ -45,3 +54,54 @@ def check_name(name: str) -> str:
     if name in RESERVED_NAMES:
         raise BadName(f"{name!r} is a placeholder the server keeps, not a stored file")
     return name
+
+
+def check_path(path: str) -> str:
+    """Return `path` in NFC if every "/"-separated component is a safe name; else BadName."""
+    if not isinstance(path, str):
+        raise BadName("a path must be a string")
+    if "/" not in path:
+        return check_name(path)
+    parts = path.split("/")
+    if "" in parts:
+        raise BadName(f"path {path!r} has an empty component (a leading, trailing or double /)")
+    if len(parts) > MAX_DEPTH:
+        raise BadName(f"path {path[:64]!r}... is deeper than {MAX_DEPTH} folders")
+    return "/".join(check_name(part) for part in parts)
+
+
+def check_folder(path: str) -> str:
+    """A folder path, where "" (or "/") means the root."""
+    return "" if path in ("", "/") else check_path(path)
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """("reports/2026", "q3.pdf") for "reports/2026/q3.pdf"; ("", name) at the top."""
+    folder, _, leaf = path.rpartition("/")
+    return folder, leaf
+
+
+def join_path(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+def numbered(name: str, n: int) -> str:
+    """The n-th variant of a taken name, for `rename`: report.pdf, report.1.pdf, ...
+
+    The number goes before the first dot that is not leading, so that every extension
+    (.tar.gz) is kept, and stays within the byte limit of a name.
+    """
+    if n == 0:
+        return name
+    lead = len(name) - len(name.lstrip("."))
+    stem, dot, ext = name[lead:].partition(".")
+    head, suffix = name[:lead] + stem, f".{n}{dot}{ext}"
+    if _utf8_len(suffix) >= MAX_NAME_BYTES - 1:  # an absurdly long extension: number at the end
+        head, suffix = name, f".{n}"
+    while _utf8_len(head) + _utf8_len(suffix) > MAX_NAME_BYTES:
+        head = head[:-1]
+    return head + suffix
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))

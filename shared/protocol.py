@@ -64,14 +64,19 @@ MESSAGES: dict[str, Spec] = {
     # client requests (the verbs): each gets exactly one final reply
     "auth": _spec(C, "version mechanism data", login=False, help="start SCRAM login"),
     "auth-final": _spec(C, "data", login=False, help="finish SCRAM login"),
-    "ls": _spec(C, perm="r", help="list stored files"),
+    "ls": _spec(C, "", "name", perm="r", help="list a folder (the root without a name)"),
     "put": _spec(
-        C, "name size", "md5 sum digest overwrite", perm="w", help="upload a file", one_of=_SUMS
+        C,
+        "name size",
+        "md5 sum digest overwrite on_conflict",
+        perm="w",
+        help="upload a file",
+        one_of=_SUMS,
     ),
     "upload": _spec(
         C,
         "name size",
-        "md5 sum digest overwrite",
+        "md5 sum digest overwrite on_conflict",
         body=True,
         perm="w",
         help="upload a small file in one frame, so that uploads can be pipelined",
@@ -79,7 +84,8 @@ MESSAGES: dict[str, Spec] = {
         needs_one=True,
     ),
     "get": _spec(C, "name", "digest", perm="r", help="download a file"),
-    "rm": _spec(C, "name", perm="d", help="delete a file"),
+    "rm": _spec(C, "name", perm="d", help="delete a file or an empty folder"),
+    "mkdir": _spec(C, "name", "parents", perm="w", help="create a folder"),
     "quit": _spec(C, login=False, help="end the session"),
     # client messages inside an upload
     "data": _spec(C, "size", body=True, help="the file bytes, after `continue`"),
@@ -88,12 +94,14 @@ MESSAGES: dict[str, Spec] = {
     "hello": _spec(S, "version server mechanisms capabilities max_header", "digests"),
     "challenge": _spec(S, "data"),
     "continue": _spec(S),
-    "ok": _spec(S, "", "name size md5 sum digest existed data user perms", one_of=_SUMS),
+    "ok": _spec(
+        S, "", "name size md5 sum digest existed skipped created data user perms", one_of=_SUMS
+    ),
     "file": _spec(S, "name size mtime", "md5 sum digest", body=True, one_of=_SUMS, needs_one=True),
     "listing": _spec(S, "size count", body=True),
     "error": _spec(S, "code message", "fatal"),
 }
-VERBS = frozenset({"auth", "auth-final", "ls", "put", "upload", "get", "rm", "quit"})
+VERBS = frozenset({"auth", "auth-final", "ls", "put", "upload", "get", "rm", "mkdir", "quit"})
 """Message types that open a request and so get exactly one final reply."""
 
 

@@ -72,23 +72,29 @@ def test_put_ls_get_rm(run, tmp_path: Path) -> None:
     assert (out / "b b.txt").read_bytes() == b"beta" and (out / "a.txt").read_bytes() == b"alpha"
     assert result.stdout.count("md5") == 2
 
+    result = run("get", "1", "-o", str(out))  # the same bytes are already there: done
+    assert result.exit_code == 0 and "nothing fetched" in result.stdout
+    (out / "a.txt").write_bytes(b"changed locally")
     result = run("get", "1", "-o", str(out))
-    assert result.exit_code == 1
-    assert "already exists" in result.stderr and "--overwrite" in result.stderr
+    assert result.exit_code == 5  # conflict
+    assert "already exists" in result.stderr and "--on-conflict" in result.stderr
     assert "Traceback" not in result.output
     assert run("get", "1", "-o", str(out), "--overwrite").exit_code == 0
+    assert (out / "a.txt").read_bytes() == b"alpha"
 
     result = run("rm", "1")
     assert result.exit_code == 0 and "deleted a.txt" in result.stdout
     result = run("rm", "1")  # the listing the user saw no longer matches
-    assert result.exit_code == 1 and "run ls again" in result.stderr
+    assert result.exit_code == 4 and "run ls again" in result.stderr
     result = run("ls", "--json")
-    assert [e["name"] for e in json.loads(result.stdout)] == ["b b.txt"]
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["name"] for e in events if e["event"] == "entry"] == ["b b.txt"]
+    assert events[-1]["event"] == "summary" and events[-1]["exit"] == 0
 
 
 def test_numbers_need_a_listing_first(run) -> None:
     result = run("get", "1")
-    assert result.exit_code == 1 and "run ls first" in result.stderr
+    assert result.exit_code == 4 and "run ls first" in result.stderr
 
 
 def test_by_name_and_digit_names(run, tmp_path: Path) -> None:
@@ -106,30 +112,32 @@ def test_put_existing_identical_and_overwrite(run, tmp_path: Path) -> None:
     assert result.exit_code == 0 and "already there" in result.stdout
     Path(p).write_bytes(b"two")
     result = run("put", p)
-    assert result.exit_code == 1 and "already exists" in result.stderr
+    assert result.exit_code == 5 and "already exists" in result.stderr
     assert run("put", "--overwrite", p).exit_code == 0
 
 
 def test_failures_and_usage_errors(run, daemon: Daemon, tmp_path: Path) -> None:
     result = run("put", str(tmp_path / "missing"))
+    assert result.exit_code == 1 and "cannot read" in result.stderr
+    result = run("put")
     assert result.exit_code == 2
     result = run("get")
     assert result.exit_code == 2
     result = run("get", "nothing-here")
-    assert result.exit_code == 1 and "no file named" in result.stderr
+    assert result.exit_code == 4 and "no file named" in result.stderr
     [p] = files(tmp_path, f=b"x")
     result = run("put", p, user="reader")
-    assert result.exit_code == 1 and "may not" in result.stderr
+    assert result.exit_code == 3 and "may not" in result.stderr
     result = CliRunner().invoke(
         ftpc_main,
         ["--port", str(daemon.port), "--user", "alice", "ls"],
         env={"FTPC_PASSWORD": "wrong"},
     )
-    assert result.exit_code == 1 and "login failed" in result.stderr
+    assert result.exit_code == 3 and "login failed" in result.stderr
     result = CliRunner().invoke(
         ftpc_main, ["--port", "1", "--user", "a", "ls"], env={"FTPC_PASSWORD": "x"}
     )
-    assert result.exit_code == 1 and "cannot connect" in result.stderr
+    assert result.exit_code == 7 and "cannot connect" in result.stderr
     assert "Traceback" not in result.output
 
 
@@ -168,15 +176,15 @@ def test_shell_session(run, tmp_path: Path) -> None:
     result = run("shell", input=script)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "commands:" in out
+    assert "commands (" in out
     assert out.count("verified") >= 2
-    # get 2 and get+pick 1 would replace the local originals in the working directory: refused
-    assert out.count("already exists") == 2
+    # get 2 and get+pick 1 find the same bytes in the working directory: nothing to fetch
+    assert out.count("nothing fetched") == 2
     assert "number to download" in out
     assert "deleted one.txt" in out
     assert "run ls again" in out  # get 1 after rm: #1 now names another file
     assert "unknown command 'bogus'" in out
-    assert "no such file" in out
+    assert "error: cannot read nope.txt" in out
 
 
 def test_shell_downloads_by_number(run, tmp_path: Path) -> None:

@@ -106,7 +106,7 @@ def test_server_text_cannot_drive_the_terminal(tmp_path: Path) -> None:
             ["--port", str(port), "rm", "--by-name", "x"],
             env={"FTPC_USER": "u", "FTPC_PASSWORD": "p", "FTPC_CACHE_DIR": str(tmp_path)},
         )
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # not found
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr
 
 

@@ -246,14 +246,14 @@ def test_quota_is_checked_before_any_data(
 def test_concurrent_uploads_reserve_their_bytes(tmp_path: Path) -> None:
     storage = Storage(tmp_path / "root")
     try:
-        first = storage.begin_upload("one", 600, False, owner="bob", quota=1000)
+        first = storage.begin_upload("one", 600, "fail", owner="bob", quota=1000)
         with pytest.raises(QuotaExceeded):
-            storage.begin_upload("two", 600, False, owner="bob", quota=1000)
+            storage.begin_upload("two", 600, "fail", owner="bob", quota=1000)
         free = storage.free_space()
-        storage.begin_upload("three", 10, False).abort()
+        storage.begin_upload("three", 10, "fail").abort()
         assert storage.free_space() == free
         first.abort()
-        storage.begin_upload("two", 600, False, owner="bob", quota=1000).abort()
+        storage.begin_upload("two", 600, "fail", owner="bob", quota=1000).abort()
         assert storage.usage("bob") == 0
     finally:
         storage.close()

@@ -152,7 +152,7 @@ def test_cli_put_goes_on_past_a_refused_file(daemon: Daemon, tmp_path: Path) -> 
         "FTPC_CACHE_DIR": str(tmp_path / "cache"),
     }
     result = CliRunner().invoke(ftpc_main, ["put", *(str(src / n) for n in "abc")], env=env)
-    assert result.exit_code == 1
+    assert result.exit_code == 5  # a conflict
     assert "put a:" in result.output and "put c:" in result.output
     assert "1 of 3 files failed; the first, b:" in result.output
     assert (daemon.root / "c").read_bytes() == b"c" * 100

@@ -33,6 +33,7 @@ from shared.errors import (
     LockedOut,
     NoSpace,
     NotAuthenticated,
+    NotEmpty,
     NotFound,
     PermissionDenied,
     ProtocolError,
@@ -172,7 +173,7 @@ def test_only_data_file_listing_and_upload_carry_a_body_and_each_has_a_size() ->
 
 
 def test_verbs_are_all_client_messages() -> None:
-    assert {"auth", "auth-final", "ls", "put", "upload", "get", "rm", "quit"} == VERBS
+    assert {"auth", "auth-final", "ls", "put", "upload", "get", "rm", "mkdir", "quit"} == VERBS
     assert all(MESSAGES[v].sender is C for v in VERBS)
 
 
@@ -197,7 +198,11 @@ WORST: dict[str, Any] = {
     "mtime": -(1 << 53),
     "count": 1 << 32,
     "overwrite": False,
+    "on_conflict": "overwrite",
+    "parents": False,
     "existed": False,
+    "skipped": False,
+    "created": False,
     "code": "\x00" * 64,
     "message": "\x00" * 4096,
     "fatal": False,
@@ -949,7 +954,9 @@ def test_lone_surrogate_escape_decodes_to_a_string() -> None:
         ("put", C, {"name": "a", "size": MAX_SIZE + 1}, "between"),
         ("done", C, {"md5": MD5.upper()}, "md5"),
         ("put", C, {"name": "a"}, "lacks field 'size'"),
-        ("ls", C, {"name": "a"}, "does not take field 'name'"),
+        ("ls", C, {"path": "a"}, "does not take field 'path'"),
+        ("put", C, {"name": "a", "size": 1, "on_conflict": "merge"}, "must be one of"),
+        ("mkdir", C, {}, "lacks field 'name'"),
         ("ls", C, {"type": "ls"}, "does not take field 'type'"),
     ],
 )
@@ -987,6 +994,7 @@ WIRE_CODES: list[tuple[str, type[FtpError]]] = [
     ("bad-name", BadName),
     ("not-found", NotFound),
     ("exists", Exists),
+    ("not-empty", NotEmpty),
     ("checksum-mismatch", ChecksumMismatch),
     ("too-large", TooLarge),
     ("no-space", NoSpace),

@@ -21,7 +21,7 @@ def storage(tmp_path: Path) -> Iterator[Storage]:
 
 
 def store(storage: Storage, name: str, data: bytes, overwrite: bool = False) -> None:
-    up = storage.begin_upload(name, len(data), overwrite)
+    up = storage.begin_upload(name, len(data), "overwrite" if overwrite else "fail")
     try:
         up.write(memoryview(data))
         up.commit()
@@ -51,7 +51,7 @@ def test_publish_lists_with_md5_sorted(storage: Storage) -> None:
 
 
 def test_staging_is_invisible_until_commit(storage: Storage) -> None:
-    up = storage.begin_upload("x", 4, False)
+    up = storage.begin_upload("x", 4, "fail")
     up.write(memoryview(b"ab"))
     assert storage.list() == []
     assert os.path.exists(up.path)
@@ -62,7 +62,7 @@ def test_staging_is_invisible_until_commit(storage: Storage) -> None:
 
 def test_abort_keeps_the_old_version(storage: Storage) -> None:
     store(storage, "f", b"old")
-    up = storage.begin_upload("f", 3, True)
+    up = storage.begin_upload("f", 3, "overwrite")
     up.write(memoryview(b"new"))
     up.abort()
     assert (storage.root / "f").read_bytes() == b"old"
@@ -77,7 +77,7 @@ def test_overwrite_replaces_and_refresh_md5(storage: Storage) -> None:
 
 
 def test_publish_without_overwrite_never_clobbers(storage: Storage) -> None:
-    up = storage.begin_upload("f", 3, False)
+    up = storage.begin_upload("f", 3, "fail")
     up.write(memoryview(b"two"))
     store(storage, "f", b"one")  # another upload wins the race
     with pytest.raises(Exists):
@@ -87,7 +87,7 @@ def test_publish_without_overwrite_never_clobbers(storage: Storage) -> None:
 
 
 def test_writing_more_than_announced_is_refused(storage: Storage) -> None:
-    up = storage.begin_upload("f", 2, False)
+    up = storage.begin_upload("f", 2, "fail")
     with pytest.raises(ValueError):
         up.write(memoryview(b"abc"))
     up.abort()
@@ -95,7 +95,7 @@ def test_writing_more_than_announced_is_refused(storage: Storage) -> None:
 
 def test_leftover_staging_is_purged_at_start(tmp_path: Path) -> None:
     s = Storage(tmp_path / "root")
-    up = s.begin_upload("crash", 10, False)
+    up = s.begin_upload("crash", 10, "fail")
     up.write(memoryview(b"12345"))
     (s.staging / "junkdir").mkdir()
     up._file.close()
@@ -115,7 +115,9 @@ def test_leftover_staging_is_purged_at_start(tmp_path: Path) -> None:
         "",
         ".",
         "..",
-        "a/b",
+        "a//b",
+        "a/",
+        "a/../b",
         "../x",
         "/etc/passwd",
         "a\\b",
@@ -128,7 +130,7 @@ def test_leftover_staging_is_purged_at_start(tmp_path: Path) -> None:
 )
 def test_bad_names_are_refused_everywhere(storage: Storage, name: str) -> None:
     with pytest.raises(BadName):
-        storage.begin_upload(name, 1, False)
+        storage.begin_upload(name, 1, "fail")
     with pytest.raises(BadName):
         storage.open(name)
     with pytest.raises(BadName):
@@ -148,12 +150,27 @@ def test_symlinks_in_the_root_are_never_followed(storage: Storage, tmp_path: Pat
     os.symlink(secret, storage.root / "link")
     os.symlink(tmp_path, storage.root / "dirlink")
     (storage.root / "subdir").mkdir()
-    assert storage.list() == []
+    assert [(e.name, e.kind) for e in storage.list()] == [("subdir", "dir")]
     for name in ("link", "dirlink", "subdir"):
         with pytest.raises(NotFound):
             storage.open(name).__enter__()
+    for name in ("link", "dirlink"):
         with pytest.raises(NotFound):
             storage.remove(name)
+    # A link to a folder is never walked through, whatever is asked of the path below it.
+    (tmp_path / "inner.txt").write_text("outside too")
+    for call in (
+        lambda: storage.open("dirlink/inner.txt").__enter__(),
+        lambda: storage.remove("dirlink/inner.txt"),
+        lambda: storage.list("dirlink"),
+        lambda: storage.mkdir("dirlink/new"),
+        lambda: store(storage, "dirlink/new.txt", b"x"),
+    ):
+        with pytest.raises(NotFound):
+            call()
+    with pytest.raises(Exists, match="a file or a link"):
+        storage.mkdir("dirlink/new", parents=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inner.txt", "root", "secret.txt"]
     assert secret.read_text() == "outside"
     # Uploading over a planted symlink is refused: neither the link nor its target changes.
     for name in ("link", "dirlink", "subdir"):
@@ -233,5 +250,5 @@ def test_gitkeep_placeholder_is_not_a_stored_file(storage: Storage) -> None:
     with pytest.raises(BadName, match="placeholder"):
         storage.remove(".gitkeep")
     with pytest.raises(BadName):
-        storage.begin_upload(".gitkeep", 1, True)
+        storage.begin_upload(".gitkeep", 1, "overwrite")
     assert (storage.root / ".gitkeep").exists()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
 
+from ftpc.files import GetResult, PutResult
 from ftpc.listing import Entry
-from ftpc.ui import Bars, format_listing, human_size, listing_json
-from shared.errors import RemoteProtocolError
+from ftpc.report import HumanReporter, JsonReporter
+from ftpc.ui import format_listing, human_size
+from shared.errors import ChecksumMismatch, NotFound, RemoteProtocolError
 from shared.listing import decode_listing, encode_listing
 
 
@@ -22,55 +25,93 @@ def test_human_size() -> None:
 
 
 def test_listing_table_and_json() -> None:
-    entries = [Entry(1, "a b.txt", 2048, 0, "0" * 32), Entry(2, "中文", 1, 0, "f" * 32)]
+    entries = [
+        Entry(1, "a b.txt", 2048, 0, "0" * 32),
+        Entry(2, "docs", 0, 0, "", "dir"),
+        Entry(3, "中文", 1, 0, "f" * 32),
+    ]
     table = format_listing(entries).splitlines()
     assert table[0].split() == ["#", "SIZE", "MODIFIED", "MD5", "NAME"]
     assert table[1].startswith("1") and table[1].endswith("a b.txt") and "2.0 KiB" in table[1]
-    assert table[2].endswith("中文")
+    assert table[2].endswith(" docs/") and table[2].split()[1] == "-"
+    assert table[3].endswith("中文")
     assert format_listing([]) == "(no files)"
-    assert '"name": "中文"' in listing_json(entries)
 
 
 def test_bars_when_enabled(capsys: pytest.CaptureFixture[str]) -> None:
-    bars = Bars(True, print, files=2, total_bytes=30)
-    with bars.file("one", 10) as advance:
-        assert advance is not None
-        advance(10)
-    with bars.file("two", 20) as advance:
-        assert advance is not None
-        advance(20)
-    assert bars.overall is not None and bars.overall.n == 30
-    bars.echo("done line")
-    bars.close()
+    reporter = HumanReporter(True, print)
+    reporter.plan(2, 30 << 20)
+    one = reporter.start("put", "one", 10 << 20, job=0)
+    two = reporter.start("put", "two", 20 << 20, job=1)
+    one(10 << 20)
+    two(20 << 20)
+    assert reporter.overall is not None and reporter.overall.n == 30 << 20
+    reporter.outcome("put", "one", PutResult("one", 10 << 20, "0" * 32, False, 0.5), job=0)
+    reporter.outcome("put", "two", NotFound("gone"), job=1)
+    reporter.close()
     captured = capsys.readouterr()
-    assert "done line" in captured.out
+    assert "put one: 10.0 MiB" in captured.out and "failed two: gone" in captured.out
+    assert "1 transferred (10.0 MiB" in captured.out and "1 failed" in captured.out
     assert "one" in captured.err and "B/s" in captured.err  # tqdm draws on stderr
+    assert reporter.tally.exit_code == 4
 
 
 def test_bars_when_disabled_only_echo(capsys: pytest.CaptureFixture[str]) -> None:
     lines: list[str] = []
-    bars = Bars(False, lines.append, files=3, total_bytes=10)
-    with bars.file("x", 10) as advance:
-        assert advance is None
-    bars.echo("line")
-    bars.close()
-    assert lines == ["line"] and capsys.readouterr().err == ""
+    reporter = HumanReporter(False, lines.append)
+    reporter.plan(1, 10)
+    reporter.start("put", "x", 10)(10)
+    reporter.outcome("put", "x", PutResult("x", 10, "0" * 32, True, 0.1))
+    reporter.close()
+    assert lines == ["x: already there with md5 " + "0" * 32 + ", nothing sent"]
+    assert capsys.readouterr().err == ""
+    assert reporter.tally.skipped == 1 and reporter.tally.exit_code == 0
+
+
+def test_json_events_are_one_object_per_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    reporter = JsonReporter(out)
+    clock = iter([0.0, 0.1, 0.7, 0.8, 2.0])
+    monkeypatch.setattr("ftpc.report.time.monotonic", lambda: next(clock, 9.0))
+    reporter.plan(2, 100)
+    progress = reporter.start("get", "a/b", 100)
+    progress(10)  # 0.1 s after the start: too soon for an event
+    progress(10)  # 0.7 s: one event
+    progress(80)  # complete: the done event says so
+    reporter.outcome("get", "a/b", GetResult("a/b", Path("b"), 100, "f" * 32, 0.8))
+    reporter.outcome("get", "c", ChecksumMismatch("bad"))
+    reporter.close()
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["event"] for e in events] == ["plan", "start", "progress", "done", "error", "summary"]
+    assert events[2]["bytes"] == 20
+    assert events[3]["md5"] == "f" * 32 and events[3]["path"] == "b"
+    assert events[4] == {
+        "event": "error",
+        "op": "get",
+        "name": "c",
+        "code": "checksum-mismatch",
+        "exit": 6,
+        "message": "bad",
+    }
+    assert events[5]["ok"] == 1 and events[5]["failed"] == 1 and events[5]["exit"] == 6
 
 
 def test_listing_body_round_trip_with_awkward_names() -> None:
     rows = [
-        ("a\u00a0b", 1, 2, "0" * 32),
-        ('quote"mark', 0, 0, "1" * 32),
-        ("中", 5, 6, "2" * 32),
+        ("a\u00a0b", 1, 2, "0" * 32, "file"),
+        ('quote"mark', 0, 0, "1" * 32, "file"),
+        ("sub", 0, 7, "", "dir"),
+        ("中", 5, 6, "2" * 32, "file"),
     ]
     body = encode_listing(rows)
-    assert body.count(b"\n") == 3
-    assert [(e.name, e.size, e.mtime, e.md5) for e in decode_listing(body)] == rows
-    assert [e.index for e in decode_listing(body)] == [1, 2, 3]
+    assert body.count(b"\n") == 4
+    assert [(e.name, e.size, e.mtime, e.md5, e.kind) for e in decode_listing(body)] == rows
+    assert [e.index for e in decode_listing(body)] == [1, 2, 3, 4]
+    assert [e.path for e in decode_listing(body, "x/y")][2] == "x/y/sub"
     assert decode_listing(b"") == []
     # A line separator inside a name would split a log line or a listing for some readers.
     with pytest.raises(RemoteProtocolError, match="U\\+2028"):
-        decode_listing(encode_listing([("a\u2028b", 1, 2, "0" * 32)]))
+        decode_listing(encode_listing([("a\u2028b", 1, 2, "0" * 32, "file")]))
 
 
 OK_MD5 = "0" * 32
@@ -79,7 +120,14 @@ OK_MD5 = "0" * 32
 def _line(**overrides: object) -> bytes:
     import json
 
-    obj: dict[str, object] = {"index": 1, "name": "a", "size": 1, "mtime": 0, "md5": OK_MD5}
+    obj: dict[str, object] = {
+        "index": 1,
+        "name": "a",
+        "size": 1,
+        "mtime": 0,
+        "md5": OK_MD5,
+        "kind": "file",
+    }
     obj.update(overrides)
     return json.dumps({k: v for k, v in obj.items() if v is not None}).encode() + b"\n"
 
@@ -102,6 +150,12 @@ def test_a_truthful_line_is_accepted() -> None:
         _line(mtime="yesterday"),
         _line(md5="x"),
         _line(md5=None),
+        _line(kind=None),
+        _line(kind="link"),
+        _line(kind="dir"),  # a folder has no md5 and size 0
+        _line(kind="dir", md5="", size=3),
+        _line(name="a/b"),
+        _line(extra=1),
         b"[1,2]\n",
         b"\xff\n",
         b"not json\n",
