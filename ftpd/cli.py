@@ -23,28 +23,11 @@ from ftpd.server import DEFAULT_PORT, FtpServer
 from ftpd.storage import Storage
 from ftpd.tls import ServerTLS, load_server_tls, make_self_signed
 from shared import __version__
-from shared.cli import cli_errors
+from shared.cli import ByteSize, cli_errors
 from shared.errors import FtpError
 
 _LIMITS = Limits()
 _POLICY = LockoutPolicy()
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-class ByteSize(click.ParamType):
-    """A size such as 500M or 2G (powers of 1024)."""
-
-    name = "size"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
-        unit = text[-1:] if text[-1:] in _UNITS else ""
-        number = text[: len(text) - len(unit)]
-        if not number.isdigit():
-            self.fail(f"{value!r} is not a size such as 1048576, 500M or 2G", param, ctx)
-        return int(number) * _UNITS[unit]
 
 
 def default_users_file() -> Path:

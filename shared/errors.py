@@ -9,6 +9,7 @@
     ├── LocalFileError            local (client side only)
     │   └── LocalFileExists       local-exists
     ├── StaleListing              stale-listing (client side only)
+    ├── ConfigError               config (a bad configuration file; never sent)
     └── RequestError              a request the server refused
         ├── NotAuthenticated      not-authenticated
         ├── AuthFailed            auth-failed
@@ -93,6 +94,12 @@ class StaleListing(FtpError):
     """A number no longer names the entry the user saw listed."""
 
     code = "stale-listing"
+
+
+class ConfigError(FtpError):
+    """A configuration file (ftpc profiles, ftpd.toml) that cannot be used as written."""
+
+    code = "config"
 
 
 class RequestError(FtpError):
