@@ -22,6 +22,7 @@ from shared.protocol import (
     State,
     encode,
 )
+from shared.ratelimit import TokenBucket
 
 CHUNK = 1 << 20
 """Body bytes moved per system call: large buffers keep the per-chunk cost low."""
@@ -36,7 +37,11 @@ Sink = Callable[[memoryview], None]
 
 
 class RateGuard:
-    """Drops a transfer that averages under `min_rate` bytes/s over any `window` seconds."""
+    """Drops a transfer that averages under `min_rate` bytes/s over any `window` seconds.
+
+    Time this side chose to wait (its own throttle, see `excuse`) is not the
+    peer's fault, and does not count: a deliberately slow transfer is not dropped.
+    """
 
     def __init__(
         self, min_rate: int, window: float, clock: Callable[[], float] = time.monotonic
@@ -60,6 +65,10 @@ class RateGuard:
             )
         self._start, self._count = now, 0
 
+    def excuse(self, seconds: float) -> None:
+        """Leave out `seconds` this side spent pausing on purpose."""
+        self._start += seconds
+
 
 class Channel:
     """One end of a connection: `role` is who we are.
@@ -67,7 +76,9 @@ class Channel:
     The socket's own timeout is the idle timeout. `header_timeout` bounds the
     time from a header's first byte to its last, and `min_rate` (bytes/s,
     judged over `rate_window` seconds) drops stalled bodies, so that a peer
-    trickling bytes cannot hold the thread serving it.
+    trickling bytes cannot hold the thread serving it. A `throttle` paces the
+    bytes this end sends and reads, headers included; its pauses are not
+    held against the peer by the rate guard.
     """
 
     def __init__(
@@ -78,6 +89,8 @@ class Channel:
         header_timeout: float | None = None,
         min_rate: int = 0,
         rate_window: float = 30.0,
+        throttle: TokenBucket | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sock = sock
         self.role = role
@@ -86,6 +99,10 @@ class Channel:
         self.header_timeout = header_timeout
         self.min_rate = min_rate
         self.rate_window = rate_window
+        self.throttle = throttle
+        self.clock = clock
+        """The rate guard's clock (tests share a fake one with the throttle)."""
+        self._guard: RateGuard | None = None
         self._small = bytearray(HEADER_CHUNK)
         self._small_view = memoryview(self._small)
         self._body_view: memoryview | None = None
@@ -106,11 +123,25 @@ class Channel:
             return
         idle = self.sock.gettimeout()
         self.sock.settimeout(self.rate_window if idle is None else min(idle, self.rate_window))
+        self._guard = RateGuard(self.min_rate, self.rate_window, self.clock)
         try:
-            yield RateGuard(self.min_rate, self.rate_window)
+            yield self._guard
         finally:
+            self._guard = None
             with contextlib.suppress(OSError):
                 self.sock.settimeout(idle)
+
+    def _piece(self, want: int) -> int:
+        """How many bytes to move in one call: all of `want`, or one burst when throttled."""
+        return want if self.throttle is None else min(want, self.throttle.burst)
+
+    def _pace(self, n: int) -> None:
+        """Charge `n` bytes to the throttle, pausing if it is in debt; excuse the pause."""
+        if self.throttle is None:
+            return
+        slept = self.throttle.spend(n)
+        if slept and self._guard is not None:
+            self._guard.excuse(slept)
 
     # --- sending ---------------------------------------------------------------
 
@@ -119,7 +150,15 @@ class Channel:
 
     def send_raw(self, data: bytes | memoryview) -> None:
         try:
-            self.sock.sendall(data)
+            if self.throttle is None:
+                self.sock.sendall(data)
+                return
+            view = memoryview(data)
+            while view:
+                n = self._piece(len(view))
+                self.sock.sendall(view[:n])
+                self._pace(n)
+                view = view[n:]
         except OSError as exc:
             raise TransportError(f"connection lost while sending: {_describe(exc)}") from exc
 
@@ -171,7 +210,8 @@ class Channel:
         sent = 0
         while sent < size:
             try:
-                n = os.sendfile(out, src, offset + sent, min(SENDFILE_CHUNK, size - sent))
+                count = self._piece(min(SENDFILE_CHUNK, size - sent))
+                n = os.sendfile(out, src, offset + sent, count)
             except BlockingIOError:
                 if not poller.poll(None if timeout is None else int(timeout * 1000) + 1):
                     raise TransportError("the peer stopped reading") from None
@@ -182,6 +222,7 @@ class Channel:
                 break
             sent += n
             moved(n)
+            self._pace(n)
         return sent
 
     def _send_pieces(
@@ -267,11 +308,12 @@ class Channel:
                 if isinstance(event, Data):
                     sink(memoryview(event.data))
                     total += len(event.data)
+                    self._pace(len(event.data))
                 elif isinstance(event, EndOfBody):
                     return total
                 elif event is NEED_DATA:
                     buf = self._body_buffer(self.decoder.body_remaining)
-                    want = min(len(buf), self.decoder.body_remaining)
+                    want = self._piece(min(len(buf), self.decoder.body_remaining))
                     try:
                         n = self.sock.recv_into(buf, want)
                     except TimeoutError as exc:
@@ -285,6 +327,7 @@ class Channel:
                     total += n
                     if guard is not None:
                         guard.update(n)
+                    self._pace(n)
                 else:
                     raise RemoteProtocolError("a header arrived where a body was expected")
 
