@@ -16,7 +16,14 @@ from typing import Any
 
 import click
 
-from ftpd.auth import DEFAULT_ITERATIONS, MIN_ITERATIONS, PERMS, UserStore, check_user_name
+from ftpd.auth import (
+    DEFAULT_ITERATIONS,
+    MIN_ITERATIONS,
+    PERMS,
+    UserStore,
+    check_rate,
+    check_user_name,
+)
 from ftpd.limits import Limits
 from ftpd.lockout import LockoutPolicy
 from ftpd.server import DEFAULT_PORT, FtpServer
@@ -299,7 +306,7 @@ def cert(host: str, cert_file: Path, key_file: Path, days: int, force: bool) -> 
 
 @main.group()
 def user() -> None:
-    """Manage accounts: add, del, passwd, perm, list."""
+    """Manage accounts: add, del, passwd, perm, quota, rate, list."""
 
 
 @user.command("add")
@@ -309,6 +316,9 @@ def user() -> None:
 )
 @click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
 @click.option("--quota", type=ByteSize(), default=None, help="Bytes it may keep stored (e.g. 10G).")
+@click.option(
+    "--rate", type=ByteSize(), default=None, help="Bytes/s its transfers may move (e.g. 10M)."
+)
 @iterations_option
 @users_option
 def user_add(
@@ -316,6 +326,7 @@ def user_add(
     perm: str,
     password_stdin: bool,
     quota: int | None,
+    rate: int | None,
     iterations: int,
     users_file: Path,
 ) -> None:
@@ -323,9 +334,12 @@ def user_add(
     with cli_errors():
         store = UserStore(users_file)
         check_user_name(name)
+        check_rate(rate)
         account = store.add(name, _read_password(password_stdin), perm, iterations)
         if quota is not None:
             store.set_quota(name, quota)
+        if rate is not None:
+            store.set_rate(name, rate)
     click.echo(f"added {account.name} ({account.perms or 'no permissions'})")
 
 
@@ -339,6 +353,19 @@ def user_quota(name: str, size: str, users_file: Path) -> None:
     with cli_errors():
         UserStore(users_file).set_quota(name, quota)
     click.echo(f"quota of {name} set to {'none' if quota is None else f'{quota} bytes'}")
+
+
+@user.command("rate")
+@click.argument("name")
+@click.argument("rate")
+@users_option
+def user_rate(name: str, rate: str, users_file: Path) -> None:
+    """Limit an account's transfers to RATE bytes/s each way, e.g. `ftpd user rate bob 10M`,
+    or `none`. All its connections share the rate; running sessions keep the old one."""
+    value = None if rate.lower() == "none" else ByteSize().convert(rate, None, None)
+    with cli_errors():
+        UserStore(users_file).set_rate(name, value)
+    click.echo(f"rate of {name} set to {'none' if value is None else f'{value} bytes/s'}")
 
 
 @user.command("del")
@@ -380,9 +407,10 @@ def user_perm(name: str, perms: str, users_file: Path) -> None:
 @user.command("list")
 @users_option
 def user_list(users_file: Path) -> None:
-    """List accounts and their permissions."""
+    """List accounts: name, permissions, quota (bytes) and rate (bytes/s), tab-separated."""
     with cli_errors():
         accounts = UserStore(users_file).accounts()
     for account in accounts:
         quota = "-" if account.quota is None else str(account.quota)
-        click.echo(f"{account.name}\t{account.perms or '-'}\t{quota}")
+        rate = "-" if account.rate is None else str(account.rate)
+        click.echo(f"{account.name}\t{account.perms or '-'}\t{quota}\t{rate}")

@@ -289,6 +289,7 @@ class Session(TransferVerbs):
         guard.succeeded(login.user)
         self._log_login(login.user, "ok")
         self.chan.send("ok", data=server_final, user=self.account.name, perms=self.account.perms)
+        self.chan.throttle = self.server.throttle_for(self.account)
 
     def do_quit(self, msg: Message) -> None:
         self.chan.send("ok")

@@ -1,4 +1,4 @@
-"""Bandwidth limits: the token bucket on a fake clock, and its use in Channel.
+"""Bandwidth limits: the token bucket on a fake clock, its use in Channel, ftpc and ftpd.
 
 No test here measures wall-clock time: the buckets run on a clock that moves only
 when they sleep, so the pauses they compute are checked exactly. Speed is for bench/.
@@ -6,17 +6,23 @@ when they sleep, so the pauses they compute are checked exactly. Speed is for be
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from ftpc import Client
+from ftpd.auth import AccountError, UserStore
+from ftpd.cli import main as ftpd_main
 from shared.errors import TransportError
 from shared.protocol import Role
 from shared.ratelimit import MAX_BURST, TokenBucket, default_burst
 from shared.wire import Channel, RateGuard
+from tests.conftest import ACCOUNTS, Daemon, start_daemon, stop_daemon
 
 
 class FakeClock:
@@ -239,3 +245,129 @@ def test_a_slow_peer_is_still_dropped_on_a_throttled_channel() -> None:
         b.shutdown(socket.SHUT_RDWR)
         thread.join(10)
     assert not thread.is_alive()
+
+
+# --- ftpc ------------------------------------------------------------------------
+
+
+def test_client_limit_rate_paces_puts_and_gets(daemon: Daemon, tmp_path: Path) -> None:
+    data = os.urandom(3 << 20)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    with daemon.client(limit_rate=1 << 20) as c:
+        assert c.chan.throttle is not None and c.chan.throttle.rate == 1 << 20
+        clock = FakeClock()
+        bucket = RecordingBucket(1 << 20, clock)
+        c.chan.throttle = bucket
+        c.put(src)
+        sent = sum(bucket.charged)
+        c.get("big.bin", tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == data
+    assert sent >= len(data) and sum(bucket.charged) >= 2 * len(data)
+    assert max(bucket.charged) <= bucket.burst
+    assert sum(clock.sleeps) == pytest.approx(bucket.expected_sleep())
+
+
+def test_client_limit_rate_paces_pipelined_uploads(daemon: Daemon, tmp_path: Path) -> None:
+    paths = []
+    for i in range(20):
+        p = tmp_path / f"small{i}.txt"
+        p.write_bytes(os.urandom(10_000))
+        paths.append(p)
+    with daemon.client(limit_rate=50_000) as c:
+        clock = FakeClock()
+        c.chan.throttle = bucket = RecordingBucket(50_000, clock)
+        outcomes = c.put_many(paths)
+    assert all(not isinstance(o, Exception) for o in outcomes)
+    assert sum(bucket.charged) >= 200_000 and max(bucket.charged) <= bucket.burst
+    assert sum(clock.sleeps) == pytest.approx(bucket.expected_sleep())
+
+
+def test_client_without_a_limit_has_no_throttle(daemon: Daemon) -> None:
+    with daemon.client(limit_rate=0) as c:
+        assert c.chan.throttle is None
+    with pytest.raises(ValueError, match="positive"):
+        daemon.client(limit_rate=-1)
+
+
+# --- ftpd: per-account rates -----------------------------------------------------
+
+
+def test_an_accounts_rate_paces_its_sessions_both_ways(tmp_path: Path, users: UserStore) -> None:
+    users.set_rate("alice", 1 << 20)
+    clock = FakeClock()
+    made: list[RecordingBucket] = []
+
+    def make(rate: int) -> TokenBucket:
+        made.append(RecordingBucket(rate, clock))
+        return made[-1]
+
+    data = os.urandom(3 << 20)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    server, thread = start_daemon(tmp_path / "root", users, make_throttle=make)
+    host, port = server.address
+    try:
+        with Client(host, port, "alice", ACCOUNTS["alice"][0], timeout=10) as c:
+            c.put(src)
+            c.get("big.bin", tmp_path / "back.bin")
+        with Client(host, port, "alice", ACCOUNTS["alice"][0], timeout=10) as c:
+            c.list()  # a second session: the same bucket, so connections share the rate
+        with Client(host, port, "reader", ACCOUNTS["reader"][0], timeout=10) as c:
+            c.list()  # no rate: no bucket
+        alice = users.get("alice")
+        assert alice is not None
+        assert server.throttle_for(alice) is made[0]
+        users.set_rate("alice", 2 << 20)
+        renewed = server.throttle_for(users.get("alice"))  # type: ignore[arg-type]
+        assert renewed is made[1] and renewed.rate == 2 << 20
+    finally:
+        stop_daemon(server, thread)
+    assert (tmp_path / "back.bin").read_bytes() == data
+    bucket = made[0]
+    assert bucket.rate == 1 << 20 and len(made) == 2
+    assert sum(bucket.charged) >= 2 * len(data)  # the upload read and the download sent
+    assert max(bucket.charged) <= bucket.burst
+    assert sum(clock.sleeps) == pytest.approx(bucket.expected_sleep())
+
+
+def test_rate_is_kept_in_the_account_file(tmp_path: Path, users: UserStore) -> None:
+    users.set_rate("alice", 500 << 10)
+    users.set_password("alice", "new-password", iterations=4096)
+    again = UserStore(users.path)
+    alice = again.get("alice")
+    assert alice is not None and alice.rate == 500 << 10
+    assert json.loads(users.path.read_text())["users"]["alice"]["rate"] == 500 << 10
+    users.set_rate("alice", None)
+    assert "rate" not in json.loads(users.path.read_text())["users"]["alice"]
+    for bad in (0, -5, 2.5, "1M"):
+        with pytest.raises(AccountError, match="bad rate"):
+            users.set_rate("alice", bad)  # type: ignore[arg-type]
+
+
+def test_ftpd_user_rate_commands(tmp_path: Path) -> None:
+    users = str(tmp_path / "users.json")
+    r = CliRunner()
+
+    def ftpd(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
+        return r.invoke(ftpd_main, [*args, "--users", users], input=input)
+
+    result = ftpd(
+        "user", "add", "bob", "--rate", "10M", "--password-stdin", "--iterations", "4096",
+        input="pw\n",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert ftpd("user", "list").stdout == f"bob\trwd\t-\t{10 << 20}\n"
+    result = ftpd("user", "rate", "bob", "500K")
+    assert result.exit_code == 0 and f"{500 << 10} bytes/s" in result.stdout
+    assert UserStore(users).get("bob").rate == 500 << 10  # type: ignore[union-attr]
+    assert ftpd("user", "rate", "bob", "none").exit_code == 0
+    assert ftpd("user", "list").stdout == "bob\trwd\t-\t-\n"
+    result = ftpd("user", "rate", "bob", "0")
+    assert result.exit_code == 1 and "bad rate 0" in result.stderr
+    result = ftpd("user", "rate", "bob", "fast")
+    assert result.exit_code == 2 and "is not a size" in result.stderr
+    result = ftpd("user", "rate", "nobody", "1M")
+    assert result.exit_code == 1 and "no user" in result.stderr
+    result = ftpd("user", "add", "carol", "--rate", "0", "--password-stdin", input="pw\n")
+    assert result.exit_code == 1 and UserStore(users).get("carol") is None
