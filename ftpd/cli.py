@@ -24,6 +24,7 @@ from ftpd.auth import (
     check_rate,
     check_user_name,
 )
+from ftpd.config import config_option
 from ftpd.limits import Limits
 from ftpd.lockout import LockoutPolicy
 from ftpd.server import DEFAULT_PORT, FtpServer
@@ -81,6 +82,7 @@ def main() -> None:
 
 
 @main.command()
+@config_option("FTPD_CONFIG")
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
@@ -190,7 +192,12 @@ def serve(
     lockout_seconds: float,
     log_level: str,
 ) -> None:
-    """Serve ROOT until SIGINT or SIGTERM."""
+    """Serve ROOT until SIGINT or SIGTERM.
+
+    Every option can also be set in a TOML file given with --config (keys are the
+    option names: root = "/srv/ftpd", max-file-size = "2G"); relative paths in it
+    are relative to the file, and the command line and environment win over it.
+    """
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     root_abs = root.resolve()
     if users_file.resolve().is_relative_to(root_abs):
