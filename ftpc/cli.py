@@ -10,12 +10,14 @@ from pathlib import Path
 import click
 
 from ftpc.client import DEFAULT_PORT, Client
+from ftpc.config import default_config_path, load_config, password_from_command
 from ftpc.state import ListingState
 from ftpc.trust import TlsOptions
 from ftpc.ui import format_listing, get_files, listing_json, put_files
 from shared import __version__, digests
-from shared.cli import cli_errors
+from shared.cli import ByteSize, ConfigProblem, cli_errors
 from shared.digests import MD5
+from shared.errors import ConfigError
 from shared.names import check_name
 
 
@@ -30,6 +32,9 @@ class Settings:
     cafile: str | None = None
     fingerprint: str | None = None
     digest: str = MD5
+    limit_rate: int | None = None
+    profile: str | None = None
+    password_command: tuple[str, ...] | None = None
 
     @property
     def bars(self) -> bool:
@@ -38,6 +43,8 @@ class Settings:
     def credentials(self) -> tuple[str, str]:
         user = self.user or click.prompt("User")
         password = os.environ.get("FTPC_PASSWORD")
+        if password is None and self.password_command:
+            password = password_from_command(self.profile or "", self.password_command)
         if password is None:
             password = click.prompt(f"Password for {user}@{self.host}", hide_input=True)
         return user, password
@@ -55,7 +62,14 @@ class Settings:
         user, password = self.credentials()
         self.user = user
         return Client(
-            self.host, self.port, user, password, timeout=self.timeout, tls=tls, digest=self.digest
+            self.host,
+            self.port,
+            user,
+            password,
+            timeout=self.timeout,
+            tls=tls,
+            digest=self.digest,
+            limit_rate=self.limit_rate,
         )
 
     def state(self) -> ListingState:
@@ -100,7 +114,7 @@ def _confirm_new_server(host: str, port: int, fingerprint: str) -> bool:
     show_default=True,
     help="Seconds to wait on the network.",
 )
-@click.option("--tls", is_flag=True, envvar="FTPC_TLS", help="Encrypt [env FTPC_TLS=1].")
+@click.option("--tls/--no-tls", envvar="FTPC_TLS", help="Encrypt [env FTPC_TLS=1].")
 @click.option(
     "--cafile",
     type=click.Path(dir_okay=False, exists=True),
@@ -120,6 +134,26 @@ def _confirm_new_server(host: str, port: int, fingerprint: str) -> bool:
     show_default=True,
     help="Checksum verifying each transfer; xxh3-128 is several times faster [env FTPC_DIGEST].",
 )
+@click.option(
+    "--limit-rate",
+    type=ByteSize(),
+    envvar="FTPC_LIMIT_RATE",
+    help="Bytes/s to send and receive at most, e.g. 500K or 10M; 0: no limit"
+    " [env FTPC_LIMIT_RATE].",
+)
+@click.option(
+    "--profile",
+    envvar="FTPC_PROFILE",
+    help="Settings from [profiles.NAME] in the config file; else [profiles.default],"
+    " if any [env FTPC_PROFILE].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="FTPC_CONFIG",
+    help="The profiles file [env FTPC_CONFIG; default ~/.config/ftpc/config.toml].",
+)
 @click.version_option(__version__, prog_name="ftpc")
 @click.pass_context
 def main(
@@ -133,15 +167,33 @@ def main(
     cafile: str | None,
     fingerprint: str | None,
     digest: str,
+    limit_rate: int | None,
+    profile: str | None,
+    config_path: Path | None,
 ) -> None:
     """ftpc: list, upload, download and delete files on an ftpd server.
 
-    The password comes from FTPC_PASSWORD or a hidden prompt; it never crosses
-    the wire (SCRAM-SHA-256). With --tls, everything is encrypted and the login
-    is bound to the server's certificate; a server met for the first time is
-    pinned after you accept its fingerprint, and a changed one is refused.
+    The password comes from FTPC_PASSWORD, a profile's password_command, or a
+    hidden prompt; it never crosses the wire (SCRAM-SHA-256). With --tls,
+    everything is encrypted and the login is bound to the server's certificate;
+    a server met for the first time is pinned after you accept its fingerprint,
+    and a changed one is refused.
+    A profile (--profile) supplies any option not given on the command line or
+    in the environment.
     """
-    ctx.obj = Settings(host, port, user, quiet, timeout, tls, cafile, fingerprint, digest)
+    settings = Settings(host, port, user, quiet, timeout, tls, cafile, fingerprint, digest)
+    settings.limit_rate = limit_rate
+    try:
+        config = load_config(config_path or default_config_path(), required=bool(config_path))
+        chosen = config.profile(profile)
+    except ConfigError as exc:
+        raise ConfigProblem(str(exc)) from exc
+    if chosen is not None:
+        for key, value in chosen.options().items():
+            if ctx.get_parameter_source(key) in (None, click.core.ParameterSource.DEFAULT):
+                setattr(settings, key, value)
+        settings.profile, settings.password_command = chosen.name, chosen.password_command
+    ctx.obj = settings
 
 
 @main.command("ls")

@@ -10,6 +10,7 @@
     │   └── LocalFileExists       local-exists
     ├── StaleListing              stale-listing (client side only)
     ├── ConfigError               config (a bad configuration file; never sent)
+    ├── CredentialsUnavailable    no-password (a profile's password_command failed)
     └── RequestError              a request the server refused
         ├── NotAuthenticated      not-authenticated
         ├── AuthFailed            auth-failed
@@ -100,6 +101,12 @@ class ConfigError(FtpError):
     """A configuration file (ftpc profiles, ftpd.toml) that cannot be used as written."""
 
     code = "config"
+
+
+class CredentialsUnavailable(FtpError):
+    """No password could be had: the profile's password_command failed (client side)."""
+
+    code = "no-password"
 
 
 class RequestError(FtpError):
