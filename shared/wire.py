@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import socket
 import ssl
+import struct
+import termios
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
@@ -251,12 +254,23 @@ class Channel:
     # --- receiving -------------------------------------------------------------
 
     def _fill(self) -> None:
-        try:
-            n = self.sock.recv_into(self._small, HEADER_CHUNK)
-        except TimeoutError as exc:
-            raise TransportError("timed out waiting for the peer") from exc
-        except OSError as exc:
-            raise TransportError(f"connection lost: {_describe(exc)}") from exc
+        queued: int | None = None
+        while True:
+            try:
+                n = self.sock.recv_into(self._small, HEADER_CHUNK)
+                break
+            except TimeoutError as exc:
+                # A client whose upload is still leaving its send buffer is waiting on a
+                # peer that reads (a rate-limited server): not silence. Never the server:
+                # a slow reader must not stretch its idle timeout.
+                left = unsent_bytes(self.sock) if self.role is Role.CLIENT else 0
+                draining = left > 0 if queued is None else left < queued
+                if draining:
+                    queued = left
+                    continue
+                raise TransportError("timed out waiting for the peer") from exc
+            except OSError as exc:
+                raise TransportError(f"connection lost: {_describe(exc)}") from exc
         if n == 0:
             raise TransportError("connection closed by the peer")
         self.decoder.receive_data(self._small_view[:n])
@@ -342,6 +356,16 @@ class Channel:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+def unsent_bytes(sock: socket.socket) -> int:
+    """Bytes still in our send queue, not yet acknowledged by the peer (Linux SIOCOUTQ);
+    0 where the kernel cannot say."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return int(struct.unpack("i", raw)[0])
 
 
 def _describe(exc: OSError) -> str:

@@ -18,10 +18,11 @@ from click.testing import CliRunner
 from ftpc import Client
 from ftpd.auth import AccountError, UserStore
 from ftpd.cli import main as ftpd_main
+from ftpd.handler import MIN_RCVBUF
 from shared.errors import TransportError
-from shared.protocol import Role
+from shared.protocol import Role, encode
 from shared.ratelimit import MAX_BURST, TokenBucket, default_burst
-from shared.wire import Channel, RateGuard
+from shared.wire import Channel, RateGuard, unsent_bytes
 from tests.conftest import ACCOUNTS, Daemon, start_daemon, stop_daemon
 
 
@@ -371,3 +372,75 @@ def test_ftpd_user_rate_commands(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no user" in result.stderr
     result = ftpd("user", "add", "carol", "--rate", "0", "--password-stdin", input="pw\n")
     assert result.exit_code == 1 and UserStore(users).get("carol") is None
+
+
+# --- waiting for a reply while an upload drains ------------------------------------
+
+
+class _SlowSocket:
+    """Times out `silences` times, then delivers `frame`: a peer that reads, then answers."""
+
+    def __init__(self, frame: bytes, silences: int) -> None:
+        self.frame = frame
+        self.silences = silences
+
+    def gettimeout(self) -> float:
+        return 5.0
+
+    def recv_into(self, buf: bytearray, n: int) -> int:
+        if self.silences:
+            self.silences -= 1
+            raise TimeoutError
+        buf[: len(self.frame)] = self.frame
+        return len(self.frame)
+
+
+@pytest.mark.parametrize(
+    ("role", "queue", "answered"),
+    [
+        (Role.CLIENT, [500, 300, 0], True),  # the upload kept leaving: keep waiting
+        (Role.CLIENT, [500, 500, 500], False),  # stuck: a real timeout
+        (Role.CLIENT, [0, 0, 0], False),  # nothing was queued: plain silence
+        (Role.SERVER, [500, 300, 0], False),  # a slow reader never stretches the server's wait
+    ],
+)
+def test_a_client_waits_while_its_upload_still_drains(
+    monkeypatch: pytest.MonkeyPatch, role: Role, queue: list[int], answered: bool
+) -> None:
+    peer = Role.SERVER if role is Role.CLIENT else Role.CLIENT
+    frame = encode("quit", peer) if peer is Role.CLIENT else encode("continue", peer)
+    sizes = iter(queue)
+    monkeypatch.setattr("shared.wire.unsent_bytes", lambda sock: next(sizes))
+    chan = Channel(_SlowSocket(frame, silences=3), role)  # type: ignore[arg-type]
+    if answered:
+        assert chan.recv_message().type == "continue"
+    else:
+        with pytest.raises(TransportError, match="timed out"):
+            chan.recv_message()
+
+
+def test_unsent_bytes_reads_the_send_queue() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(b"x" * 1000)
+        assert unsent_bytes(a) >= 1000  # not read by b yet (a Unix socket counts overhead too)
+        b.recv(1000)
+        assert unsent_bytes(a) == 0
+    assert unsent_bytes(a) == 0  # closed: unknown, so nothing
+
+
+def test_a_rate_limited_session_gets_a_small_receive_buffer(
+    tmp_path: Path, users: UserStore
+) -> None:
+    """Else megabytes of an upload would wait in it, beyond what the client's timeout allows."""
+    users.set_rate("alice", 6000)
+    server, thread = start_daemon(tmp_path / "root", users)
+    host, port = server.address
+    try:
+        with Client(host, port, "alice", ACCOUNTS["alice"][0], timeout=10) as c:
+            c.list()
+            (session,) = server._sessions
+            assert session.chan.throttle is not None and session.chan.throttle.rate == 6000
+            assert session.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * MIN_RCVBUF
+    finally:
+        stop_daemon(server, thread)
