@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from ftpc.client import DEFAULT_PORT, Client
 from ftpc.config import default_config_path, load_config, password_from_command
@@ -181,19 +182,28 @@ def main(
     A profile (--profile) supplies any option not given on the command line or
     in the environment.
     """
-    settings = Settings(host, port, user, quiet, timeout, tls, cafile, fingerprint, digest)
-    settings.limit_rate = limit_rate
+    settings = Settings(
+        host, port, user, quiet, timeout, tls, cafile, fingerprint, digest, limit_rate
+    )
+    _apply_profile(ctx, settings, config_path, profile)
+    ctx.obj = settings
+
+
+def _apply_profile(
+    ctx: click.Context, settings: Settings, config_path: Path | None, name: str | None
+) -> None:
+    """Fill in from the profile what neither the command line nor the environment gave."""
     try:
         config = load_config(config_path or default_config_path(), required=bool(config_path))
-        chosen = config.profile(profile)
+        profile = config.profile(name)
     except ConfigError as exc:
         raise ConfigProblem(str(exc)) from exc
-    if chosen is not None:
-        for key, value in chosen.options().items():
-            if ctx.get_parameter_source(key) in (None, click.core.ParameterSource.DEFAULT):
-                setattr(settings, key, value)
-        settings.profile, settings.password_command = chosen.name, chosen.password_command
-    ctx.obj = settings
+    if profile is None:
+        return
+    for key, value in profile.options().items():
+        if ctx.get_parameter_source(key) in (None, ParameterSource.DEFAULT):
+            setattr(settings, key, value)
+    settings.profile, settings.password_command = profile.name, profile.password_command
 
 
 @main.command("ls")

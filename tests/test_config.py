@@ -20,7 +20,7 @@ from ftpc.cli import main as ftpc_main
 from ftpc.config import DEFAULT_PROFILE, Profile, load_config, password_from_command
 from ftpd.auth import UserStore
 from ftpd.cli import serve
-from ftpd.config import config_option, option_keys
+from ftpd.config import config_option, defaults_from_file, option_keys
 from shared.cli import ByteSize
 from shared.errors import ConfigError, CredentialsUnavailable, TooLarge
 from tests.conftest import ACCOUNTS, TEST_ITERATIONS, Daemon
@@ -481,3 +481,19 @@ def test_serve_reads_its_file_relative_to_it_and_the_command_line_wins(tmp_path:
     assert proc.returncode == 0
     assert (conf / "data" / "small.txt").read_bytes() == b"x" * 100
     assert not (elsewhere / "data").exists()
+
+
+def test_the_readme_examples_are_accepted(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Configuration") : readme.index("## Benchmarks")]
+    client_toml, server_toml = re.findall(r"```toml\n(.*?)```", section, re.S)
+    config = load_config(write(tmp_path / "config.toml", client_toml), required=True)
+    assert set(config.profiles) == {"default", "backup"}
+    assert config.profile("backup").limit_rate == 2 << 20  # type: ignore[union-attr]
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / name).touch()
+    defaults = defaults_from_file(
+        serve, write(tmp_path / "ftpd.toml", server_toml), click.Context(serve)
+    )
+    assert defaults["users_file"] == str(tmp_path / "users.json")
+    assert defaults["max_file_size"] == "2G" and defaults["max_per_ip"] == 5
