@@ -15,16 +15,19 @@ from pathlib import Path
 from typing import TextIO
 
 import click
+from click.core import ParameterSource
 
 from ftpc.client import DEFAULT_PORT, Client
 from ftpc.commands import COMMANDS
+from ftpc.config import default_config_path, load_config, password_from_command
 from ftpc.report import HumanReporter, JsonReporter, Reporter
 from ftpc.session import Session
 from ftpc.state import ListingState
 from ftpc.trust import TlsOptions
 from shared import __version__, digests
-from shared.cli import cli_errors
+from shared.cli import ByteSize, ConfigProblem, cli_errors
 from shared.digests import MD5
+from shared.errors import ConfigError
 
 
 @dataclass
@@ -38,6 +41,9 @@ class Settings:
     cafile: str | None = None
     fingerprint: str | None = None
     digest: str = MD5
+    limit_rate: int | None = None
+    profile: str | None = None
+    password_command: tuple[str, ...] | None = None
     json: bool = False
     active: Session | None = None
     """The session a batch script or the shell shares between its commands."""
@@ -56,6 +62,8 @@ class Settings:
         """Asked once, then kept: --jobs opens more connections with the same login."""
         user = self.user or click.prompt("User", err=True)
         password = self._password or os.environ.get("FTPC_PASSWORD")
+        if password is None and self.password_command:
+            password = password_from_command(self.profile or "", self.password_command)
         if password is None:
             password = click.prompt(f"Password for {user}@{self.host}", hide_input=True, err=True)
         self.user, self._password = user, password
@@ -74,7 +82,14 @@ class Settings:
         user, password = self.credentials()
         self.user = user
         return Client(
-            self.host, self.port, user, password, timeout=self.timeout, tls=tls, digest=self.digest
+            self.host,
+            self.port,
+            user,
+            password,
+            timeout=self.timeout,
+            tls=tls,
+            digest=self.digest,
+            limit_rate=self.limit_rate,
         )
 
     def state(self) -> ListingState:
@@ -142,7 +157,7 @@ def _confirm_new_server(host: str, port: int, fingerprint: str) -> bool:
     show_default=True,
     help="Seconds to wait on the network.",
 )
-@click.option("--tls", is_flag=True, envvar="FTPC_TLS", help="Encrypt [env FTPC_TLS=1].")
+@click.option("--tls/--no-tls", envvar="FTPC_TLS", help="Encrypt [env FTPC_TLS=1].")
 @click.option(
     "--cafile",
     type=click.Path(dir_okay=False, exists=True),
@@ -169,6 +184,26 @@ def _confirm_new_server(host: str, port: int, fingerprint: str) -> bool:
     envvar="FTPC_JSON",
     help="Write newline-delimited JSON events to stdout, and nothing else there.",
 )
+@click.option(
+    "--limit-rate",
+    type=ByteSize(),
+    envvar="FTPC_LIMIT_RATE",
+    help="Bytes/s to send and receive at most, e.g. 500K or 10M; 0: no limit"
+    " [env FTPC_LIMIT_RATE].",
+)
+@click.option(
+    "--profile",
+    envvar="FTPC_PROFILE",
+    help="Settings from [profiles.NAME] in the config file; else [profiles.default],"
+    " if any [env FTPC_PROFILE].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="FTPC_CONFIG",
+    help="The profiles file [env FTPC_CONFIG; default ~/.config/ftpc/config.toml].",
+)
 @click.version_option(__version__, prog_name="ftpc")
 @click.pass_context
 def main(
@@ -183,17 +218,43 @@ def main(
     fingerprint: str | None,
     digest: str,
     as_json: bool,
+    limit_rate: int | None,
+    profile: str | None,
+    config_path: Path | None,
 ) -> None:
     """ftpc: list, upload, download and delete files on an ftpd server.
 
-    The password comes from FTPC_PASSWORD or a hidden prompt; it never crosses
-    the wire (SCRAM-SHA-256). With --tls, everything is encrypted and the login
-    is bound to the server's certificate; a server met for the first time is
-    pinned after you accept its fingerprint, and a changed one is refused.
+    The password comes from FTPC_PASSWORD, a profile's password_command, or a
+    hidden prompt; it never crosses the wire (SCRAM-SHA-256). With --tls,
+    everything is encrypted and the login is bound to the server's certificate;
+    a server met for the first time is pinned after you accept its fingerprint,
+    and a changed one is refused.
+    A profile (--profile) supplies any option not given on the command line or
+    in the environment.
     """
-    ctx.obj = Settings(
-        host, port, user, quiet, timeout, tls, cafile, fingerprint, digest, json=as_json
+    settings = Settings(
+        host, port, user, quiet, timeout, tls, cafile, fingerprint, digest, limit_rate
     )
+    settings.json = as_json
+    _apply_profile(ctx, settings, config_path, profile)
+    ctx.obj = settings
+
+
+def _apply_profile(
+    ctx: click.Context, settings: Settings, config_path: Path | None, name: str | None
+) -> None:
+    """Fill in from the profile what neither the command line nor the environment gave."""
+    try:
+        config = load_config(config_path or default_config_path(), required=bool(config_path))
+        profile = config.profile(name)
+    except ConfigError as exc:
+        raise ConfigProblem(str(exc)) from exc
+    if profile is None:
+        return
+    for key, value in profile.options().items():
+        if ctx.get_parameter_source(key) in (None, ParameterSource.DEFAULT):
+            setattr(settings, key, value)
+    settings.profile, settings.password_command = profile.name, profile.password_command
 
 
 for _command in COMMANDS:

@@ -61,6 +61,7 @@ from shared.names import (
     split_path,
 )
 from shared.protocol import PROTOCOL_VERSION, Message, Role
+from shared.ratelimit import TokenBucket
 from shared.wire import Channel
 from shared.writeback import WriteBehind
 
@@ -100,13 +101,20 @@ class Client:
         tls: TlsOptions | None = None,
         source_address: tuple[str, int] | None = None,
         digest: str = MD5,
+        limit_rate: int | None = None,
     ) -> None:
-        """With `tls`, the link is encrypted and the login bound to the server's certificate."""
+        """With `tls`, the link is encrypted and the login bound to the server's certificate.
+
+        `limit_rate` caps the bytes per second this client sends and reads (None or 0:
+        no cap). A server drops transfers slower than its minimum rate (4 KiB/s by
+        default), so a cap below that makes long transfers fail.
+        """
         self.host, self.port = host, port
         self.user: str | None = None
         self.perms = ""
         self.last_listing: list[Entry] | None = None
         self.digest = digest
+        throttle = TokenBucket(limit_rate) if limit_rate else None  # a bad rate fails first
         if tls is not None:
             sock: socket.socket = open_tls(host, port, timeout, tls, source_address)
         else:
@@ -119,7 +127,7 @@ class Client:
                     f"cannot connect to {host}:{port}: {exc.strerror or exc}"
                 ) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.chan = Channel(sock, Role.CLIENT)
+        self.chan = Channel(sock, Role.CLIENT, throttle=throttle)
         try:
             self.hello = self._greeting(tls is not None)
             if self.hello["version"] != PROTOCOL_VERSION:

@@ -67,6 +67,15 @@ def check_quota(quota: object) -> int | None:
     return quota
 
 
+def check_rate(rate: object) -> int | None:
+    """Bytes per second, at least 1 (0 would stop every transfer: use none for no limit)."""
+    if rate is None:
+        return None
+    if type(rate) is not int or rate < 1:
+        raise AccountError(f"bad rate {rate!r}: use bytes per second (at least 1), or none")
+    return rate
+
+
 @dataclass(frozen=True)
 class Account:
     name: str
@@ -77,6 +86,8 @@ class Account:
     perms: str
     quota: int | None = None
     """Bytes this account may keep stored, or no limit."""
+    rate: int | None = None
+    """Bytes per second its transfers may move, each way, across all its sessions; or no limit."""
 
     def to_json(self) -> dict[str, object]:
         def b64(b: bytes) -> str:
@@ -89,6 +100,7 @@ class Account:
             "server_key": b64(self.server_key),
             "perms": self.perms,
             **({} if self.quota is None else {"quota": self.quota}),
+            **({} if self.rate is None else {"rate": self.rate}),
         }
 
     @classmethod
@@ -102,6 +114,7 @@ class Account:
                 server_key=base64.b64decode(str(obj["server_key"]), validate=True),
                 perms=check_perms(str(obj["perms"])),
                 quota=check_quota(obj.get("quota")),
+                rate=check_rate(obj.get("rate")),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise AccountError(f"account {name!r} is malformed: {exc}") from exc
@@ -203,7 +216,7 @@ class UserStore:
         with self._lock:
             old = self._require(name)
             new = make_account(name, password, old.perms, iterations)
-            self._accounts[name] = replace(new, quota=old.quota)
+            self._accounts[name] = replace(new, quota=old.quota, rate=old.rate)
             self._save()
 
     def set_perms(self, name: str, perms: str) -> None:
@@ -214,6 +227,11 @@ class UserStore:
     def set_quota(self, name: str, quota: int | None) -> None:
         with self._lock:
             self._accounts[name] = replace(self._require(name), quota=check_quota(quota))
+            self._save()
+
+    def set_rate(self, name: str, rate: int | None) -> None:
+        with self._lock:
+            self._accounts[name] = replace(self._require(name), rate=check_rate(rate))
             self._save()
 
     def remove(self, name: str) -> None:

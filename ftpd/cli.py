@@ -16,35 +16,26 @@ from typing import Any
 
 import click
 
-from ftpd.auth import DEFAULT_ITERATIONS, MIN_ITERATIONS, PERMS, UserStore, check_user_name
+from ftpd.auth import (
+    DEFAULT_ITERATIONS,
+    MIN_ITERATIONS,
+    PERMS,
+    UserStore,
+    check_rate,
+    check_user_name,
+)
+from ftpd.config import config_option
 from ftpd.limits import Limits
 from ftpd.lockout import LockoutPolicy
 from ftpd.server import DEFAULT_PORT, FtpServer
 from ftpd.storage import Storage
 from ftpd.tls import ServerTLS, load_server_tls, make_self_signed
 from shared import __version__
-from shared.cli import cli_errors
+from shared.cli import ByteSize, cli_errors
 from shared.errors import FtpError
 
 _LIMITS = Limits()
 _POLICY = LockoutPolicy()
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-class ByteSize(click.ParamType):
-    """A size such as 500M or 2G (powers of 1024)."""
-
-    name = "size"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
-        unit = text[-1:] if text[-1:] in _UNITS else ""
-        number = text[: len(text) - len(unit)]
-        if not number.isdigit():
-            self.fail(f"{value!r} is not a size such as 1048576, 500M or 2G", param, ctx)
-        return int(number) * _UNITS[unit]
 
 
 def default_users_file() -> Path:
@@ -91,6 +82,7 @@ def main() -> None:
 
 
 @main.command()
+@config_option("FTPD_CONFIG")
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
@@ -200,7 +192,12 @@ def serve(
     lockout_seconds: float,
     log_level: str,
 ) -> None:
-    """Serve ROOT until SIGINT or SIGTERM."""
+    """Serve ROOT until SIGINT or SIGTERM.
+
+    Every option can also be set in a TOML file given with --config (keys are the
+    option names: root = "/srv/ftpd", max-file-size = "2G"); relative paths in it
+    are relative to the file, and the command line and environment win over it.
+    """
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     root_abs = root.resolve()
     if users_file.resolve().is_relative_to(root_abs):
@@ -316,7 +313,7 @@ def cert(host: str, cert_file: Path, key_file: Path, days: int, force: bool) -> 
 
 @main.group()
 def user() -> None:
-    """Manage accounts: add, del, passwd, perm, list."""
+    """Manage accounts: add, del, passwd, perm, quota, rate, list."""
 
 
 @user.command("add")
@@ -326,6 +323,9 @@ def user() -> None:
 )
 @click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
 @click.option("--quota", type=ByteSize(), default=None, help="Bytes it may keep stored (e.g. 10G).")
+@click.option(
+    "--rate", type=ByteSize(), default=None, help="Bytes/s its transfers may move (e.g. 10M)."
+)
 @iterations_option
 @users_option
 def user_add(
@@ -333,6 +333,7 @@ def user_add(
     perm: str,
     password_stdin: bool,
     quota: int | None,
+    rate: int | None,
     iterations: int,
     users_file: Path,
 ) -> None:
@@ -340,9 +341,12 @@ def user_add(
     with cli_errors():
         store = UserStore(users_file)
         check_user_name(name)
+        check_rate(rate)
         account = store.add(name, _read_password(password_stdin), perm, iterations)
         if quota is not None:
             store.set_quota(name, quota)
+        if rate is not None:
+            store.set_rate(name, rate)
     click.echo(f"added {account.name} ({account.perms or 'no permissions'})")
 
 
@@ -356,6 +360,19 @@ def user_quota(name: str, size: str, users_file: Path) -> None:
     with cli_errors():
         UserStore(users_file).set_quota(name, quota)
     click.echo(f"quota of {name} set to {'none' if quota is None else f'{quota} bytes'}")
+
+
+@user.command("rate")
+@click.argument("name")
+@click.argument("rate")
+@users_option
+def user_rate(name: str, rate: str, users_file: Path) -> None:
+    """Limit an account's transfers to RATE bytes/s each way, e.g. `ftpd user rate bob 10M`,
+    or `none`. All its connections share the rate; running sessions keep the old one."""
+    value = None if rate.lower() == "none" else ByteSize().convert(rate, None, None)
+    with cli_errors():
+        UserStore(users_file).set_rate(name, value)
+    click.echo(f"rate of {name} set to {'none' if value is None else f'{value} bytes/s'}")
 
 
 @user.command("del")
@@ -397,9 +414,10 @@ def user_perm(name: str, perms: str, users_file: Path) -> None:
 @user.command("list")
 @users_option
 def user_list(users_file: Path) -> None:
-    """List accounts and their permissions."""
+    """List accounts: name, permissions, quota (bytes) and rate (bytes/s), tab-separated."""
     with cli_errors():
         accounts = UserStore(users_file).accounts()
     for account in accounts:
         quota = "-" if account.quota is None else str(account.quota)
-        click.echo(f"{account.name}\t{account.perms or '-'}\t{quota}")
+        rate = "-" if account.rate is None else str(account.rate)
+        click.echo(f"{account.name}\t{account.perms or '-'}\t{quota}\t{rate}")

@@ -37,6 +37,7 @@ from shared.protocol import (
     Role,
     State,
 )
+from shared.ratelimit import TokenBucket
 from shared.wire import Channel
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from ftpd.server import FtpServer
 
 CAPABILITIES = ["md5", "md5-trailer", "overwrite", "upload"]
+MIN_RCVBUF = 8 << 10
+MAX_RCVBUF = 1 << 20
+"""Bounds of the receive buffer of a rate-limited session (the kernel doubles it)."""
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -289,6 +293,18 @@ class Session(TransferVerbs):
         guard.succeeded(login.user)
         self._log_login(login.user, "ok")
         self.chan.send("ok", data=server_final, user=self.account.name, perms=self.account.perms)
+        self._throttle(self.server.throttle_for(self.account))
+
+    def _throttle(self, bucket: TokenBucket | None) -> None:
+        """Pace this session at the account's rate, and shrink the receive buffer to about
+        a second or two of it: otherwise megabytes of an upload wait in it, and the client,
+        done sending, waits for the reply longer than its timeout while we drain them."""
+        self.chan.throttle = bucket
+        if bucket is None:
+            return
+        size = max(MIN_RCVBUF, min(MAX_RCVBUF, bucket.rate))  # the kernel doubles it
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
     def do_quit(self, msg: Message) -> None:
         self.chan.send("ok")

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import socketserver
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ftpd.auth import MECHANISM, MECHANISM_PLUS, UserStore
@@ -14,8 +15,10 @@ from ftpd.lockout import LockoutPolicy, LoginGuard
 from ftpd.storage import Storage
 from shared.errors import Busy
 from shared.protocol import Role, encode
+from shared.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
+    from ftpd.auth import Account
     from ftpd.handler import Session
     from ftpd.tls import ServerTLS
 
@@ -45,7 +48,9 @@ class FtpServer(socketserver.ThreadingTCPServer):
         lockout: LockoutPolicy | None = None,
         tls: ServerTLS | None = None,
         logger: logging.Logger | None = None,
+        make_throttle: Callable[[int], TokenBucket] = TokenBucket,
     ) -> None:
+        """`make_throttle(rate)` builds an account's bucket; tests pass one with a fake clock."""
         from ftpd.handler import Handler  # the handler imports nothing from here at runtime
 
         self.storage = storage
@@ -59,6 +64,9 @@ class FtpServer(socketserver.ThreadingTCPServer):
         self.stopping = threading.Event()
         self._sessions: set[Session] = set()
         self._sessions_lock = threading.Lock()
+        self.make_throttle = make_throttle
+        self._throttles: dict[str, TokenBucket] = {}
+        self._throttles_lock = threading.Lock()
         super().__init__(address, Handler)
 
     @property
@@ -87,6 +95,17 @@ class FtpServer(socketserver.ThreadingTCPServer):
         except BaseException:
             self.gate.release(str(client_address[0]))  # no thread will release it
             raise
+
+    def throttle_for(self, account: Account) -> TokenBucket | None:
+        """The account's bucket, shared by all its sessions, so that opening more
+        connections does not multiply its rate; a changed rate starts a new bucket."""
+        if account.rate is None:
+            return None
+        with self._throttles_lock:
+            bucket = self._throttles.get(account.name)
+            if bucket is None or bucket.rate != account.rate:
+                bucket = self._throttles[account.name] = self.make_throttle(account.rate)
+            return bucket
 
     def track(self, session: Session) -> None:
         with self._sessions_lock:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import click
 
@@ -21,6 +22,7 @@ from shared.errors import (
     BadName,
     Busy,
     ChecksumMismatch,
+    ConfigError,
     Exists,
     FtpError,
     LocalFileExists,
@@ -37,6 +39,7 @@ from shared.errors import (
     TransportError,
     UntrustedServer,
 )
+from shared.sizes import parse_size
 
 OK, FAILURE, USAGE, AUTH, NOT_FOUND, CONFLICT, CHECKSUM, NETWORK, SPACE = range(9)
 
@@ -59,6 +62,7 @@ EXIT_CODES: tuple[tuple[type[FtpError], int], ...] = (
     (QuotaExceeded, SPACE),
     (TooLarge, SPACE),
     (BadName, USAGE),
+    (ConfigError, USAGE),
 )
 """The first class an error is an instance of decides its code."""
 
@@ -76,6 +80,24 @@ class Failed(click.ClickException):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class ByteSize(click.ParamType):
+    """A size such as 500M or 2G (powers of 1024); rates use it too, in bytes per second."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class ConfigProblem(click.ClickException):
+    """A bad configuration file: one `Error:` line and exit code 2, as for a bad option."""
+
+    exit_code = USAGE
 
 
 @contextmanager

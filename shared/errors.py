@@ -9,6 +9,8 @@
     ├── LocalFileError            local (client side only)
     │   └── LocalFileExists       local-exists
     ├── StaleListing              stale-listing (client side only)
+    ├── ConfigError               config (a bad configuration file; never sent)
+    ├── CredentialsUnavailable    no-password (a profile's password_command failed)
     └── RequestError              a request the server refused
         ├── NotAuthenticated      not-authenticated
         ├── AuthFailed            auth-failed
@@ -94,6 +96,18 @@ class StaleListing(FtpError):
     """A number no longer names the entry the user saw listed."""
 
     code = "stale-listing"
+
+
+class ConfigError(FtpError):
+    """A configuration file (ftpc profiles, ftpd.toml) that cannot be used as written."""
+
+    code = "config"
+
+
+class CredentialsUnavailable(FtpError):
+    """No password could be had: the profile's password_command failed (client side)."""
+
+    code = "no-password"
 
 
 class RequestError(FtpError):

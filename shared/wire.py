@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import socket
 import ssl
+import struct
+import termios
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
@@ -22,6 +25,7 @@ from shared.protocol import (
     State,
     encode,
 )
+from shared.ratelimit import TokenBucket
 
 CHUNK = 1 << 20
 """Body bytes moved per system call: large buffers keep the per-chunk cost low."""
@@ -36,7 +40,11 @@ Sink = Callable[[memoryview], None]
 
 
 class RateGuard:
-    """Drops a transfer that averages under `min_rate` bytes/s over any `window` seconds."""
+    """Drops a transfer that averages under `min_rate` bytes/s over any `window` seconds.
+
+    Time this side chose to wait (its own throttle, see `excuse`) is not the
+    peer's fault, and does not count: a deliberately slow transfer is not dropped.
+    """
 
     def __init__(
         self, min_rate: int, window: float, clock: Callable[[], float] = time.monotonic
@@ -60,6 +68,10 @@ class RateGuard:
             )
         self._start, self._count = now, 0
 
+    def excuse(self, seconds: float) -> None:
+        """Leave out `seconds` this side spent pausing on purpose."""
+        self._start += seconds
+
 
 class Channel:
     """One end of a connection: `role` is who we are.
@@ -67,7 +79,9 @@ class Channel:
     The socket's own timeout is the idle timeout. `header_timeout` bounds the
     time from a header's first byte to its last, and `min_rate` (bytes/s,
     judged over `rate_window` seconds) drops stalled bodies, so that a peer
-    trickling bytes cannot hold the thread serving it.
+    trickling bytes cannot hold the thread serving it. A `throttle` paces the
+    bytes this end sends and reads, headers included; its pauses are not
+    held against the peer by the rate guard.
     """
 
     def __init__(
@@ -78,6 +92,8 @@ class Channel:
         header_timeout: float | None = None,
         min_rate: int = 0,
         rate_window: float = 30.0,
+        throttle: TokenBucket | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sock = sock
         self.role = role
@@ -86,6 +102,10 @@ class Channel:
         self.header_timeout = header_timeout
         self.min_rate = min_rate
         self.rate_window = rate_window
+        self.throttle = throttle
+        self.clock = clock
+        """The rate guard's clock (tests share a fake one with the throttle)."""
+        self._guard: RateGuard | None = None
         self._small = bytearray(HEADER_CHUNK)
         self._small_view = memoryview(self._small)
         self._body_view: memoryview | None = None
@@ -106,11 +126,25 @@ class Channel:
             return
         idle = self.sock.gettimeout()
         self.sock.settimeout(self.rate_window if idle is None else min(idle, self.rate_window))
+        self._guard = RateGuard(self.min_rate, self.rate_window, self.clock)
         try:
-            yield RateGuard(self.min_rate, self.rate_window)
+            yield self._guard
         finally:
+            self._guard = None
             with contextlib.suppress(OSError):
                 self.sock.settimeout(idle)
+
+    def _piece(self, want: int) -> int:
+        """How many bytes to move in one call: all of `want`, or one burst when throttled."""
+        return want if self.throttle is None else min(want, self.throttle.burst)
+
+    def _pace(self, n: int) -> None:
+        """Charge `n` bytes to the throttle, pausing if it is in debt; excuse the pause."""
+        if self.throttle is None:
+            return
+        slept = self.throttle.spend(n)
+        if slept and self._guard is not None:
+            self._guard.excuse(slept)
 
     # --- sending ---------------------------------------------------------------
 
@@ -119,7 +153,15 @@ class Channel:
 
     def send_raw(self, data: bytes | memoryview) -> None:
         try:
-            self.sock.sendall(data)
+            if self.throttle is None:
+                self.sock.sendall(data)
+                return
+            view = memoryview(data)
+            while view:
+                n = self._piece(len(view))
+                self.sock.sendall(view[:n])
+                self._pace(n)
+                view = view[n:]
         except OSError as exc:
             raise TransportError(f"connection lost while sending: {_describe(exc)}") from exc
 
@@ -171,7 +213,8 @@ class Channel:
         sent = 0
         while sent < size:
             try:
-                n = os.sendfile(out, src, offset + sent, min(SENDFILE_CHUNK, size - sent))
+                count = self._piece(min(SENDFILE_CHUNK, size - sent))
+                n = os.sendfile(out, src, offset + sent, count)
             except BlockingIOError:
                 if not poller.poll(None if timeout is None else int(timeout * 1000) + 1):
                     raise TransportError("the peer stopped reading") from None
@@ -182,6 +225,7 @@ class Channel:
                 break
             sent += n
             moved(n)
+            self._pace(n)
         return sent
 
     def _send_pieces(
@@ -210,12 +254,23 @@ class Channel:
     # --- receiving -------------------------------------------------------------
 
     def _fill(self) -> None:
-        try:
-            n = self.sock.recv_into(self._small, HEADER_CHUNK)
-        except TimeoutError as exc:
-            raise TransportError("timed out waiting for the peer") from exc
-        except OSError as exc:
-            raise TransportError(f"connection lost: {_describe(exc)}") from exc
+        queued: int | None = None
+        while True:
+            try:
+                n = self.sock.recv_into(self._small, HEADER_CHUNK)
+                break
+            except TimeoutError as exc:
+                # A client whose upload is still leaving its send buffer is waiting on a
+                # peer that reads (a rate-limited server): not silence. Never the server:
+                # a slow reader must not stretch its idle timeout.
+                left = unsent_bytes(self.sock) if self.role is Role.CLIENT else 0
+                draining = left > 0 if queued is None else left < queued
+                if draining:
+                    queued = left
+                    continue
+                raise TransportError("timed out waiting for the peer") from exc
+            except OSError as exc:
+                raise TransportError(f"connection lost: {_describe(exc)}") from exc
         if n == 0:
             raise TransportError("connection closed by the peer")
         self.decoder.receive_data(self._small_view[:n])
@@ -267,11 +322,12 @@ class Channel:
                 if isinstance(event, Data):
                     sink(memoryview(event.data))
                     total += len(event.data)
+                    self._pace(len(event.data))
                 elif isinstance(event, EndOfBody):
                     return total
                 elif event is NEED_DATA:
                     buf = self._body_buffer(self.decoder.body_remaining)
-                    want = min(len(buf), self.decoder.body_remaining)
+                    want = self._piece(min(len(buf), self.decoder.body_remaining))
                     try:
                         n = self.sock.recv_into(buf, want)
                     except TimeoutError as exc:
@@ -285,6 +341,7 @@ class Channel:
                     total += n
                     if guard is not None:
                         guard.update(n)
+                    self._pace(n)
                 else:
                     raise RemoteProtocolError("a header arrived where a body was expected")
 
@@ -299,6 +356,16 @@ class Channel:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+def unsent_bytes(sock: socket.socket) -> int:
+    """Bytes still in our send queue, not yet acknowledged by the peer (Linux SIOCOUTQ);
+    0 where the kernel cannot say."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return int(struct.unpack("i", raw)[0])
 
 
 def _describe(exc: OSError) -> str:

@@ -224,7 +224,7 @@ def test_user_management(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "bobpass" not in Path(users).read_text()
-    assert ftpd("user", "list").stdout == "bob\tr\t-\n"
+    assert ftpd("user", "list").stdout == "bob\tr\t-\t-\n"
     result = ftpd("user", "add", "bob", "--password-stdin", input="x\n")
     assert result.exit_code == 1 and "already exists" in result.stderr
     result = ftpd("user", "add", "carol", "--iterations", "4096", input="pw\npw\n")
@@ -239,7 +239,7 @@ def test_user_management(tmp_path: Path) -> None:
     assert UserStore(users).get("bob").stored_key != old.stored_key  # type: ignore[union-attr]
     assert ftpd("user", "perm", "bob", "rw").exit_code == 0
     assert ftpd("user", "del", "carol").exit_code == 0
-    assert ftpd("user", "list").stdout == "bob\trw\t-\n"
+    assert ftpd("user", "list").stdout == "bob\trw\t-\t-\n"
     result = ftpd("user", "del", "nobody")
     assert result.exit_code == 1 and "no user" in result.stderr
     result = ftpd("user", "passwd", "nobody", "--password-stdin", input="x\n")
