@@ -14,7 +14,7 @@ import click
 
 from ftpc.commands import COMMANDS
 from ftpc.state import MemoryState
-from shared.cli import USAGE, Failed
+from shared.cli import OK, USAGE, Failed
 
 if TYPE_CHECKING:
     from ftpc.cli import Settings
@@ -65,6 +65,11 @@ def run_script(settings: Settings, session: Session, lines: Sequence[str], sourc
                         text=f"{where} failed, ignored: {exc.format_message()}",
                     )
                     continue
+                session.reporter.note(
+                    "stopped", line=number, command=line, exit=code, message=exc.format_message()
+                )
+                session.reporter.settle(code)  # the summary says what the exit code says
                 raise Failed(f"{where}: {exc.format_message()}", code) from exc
+        session.reporter.settle(OK)  # failures on lines marked - do not fail the script
     finally:
         settings.active = None

@@ -43,10 +43,14 @@ class Tally:
     bytes: int = 0
     errors: list[tuple[str, FtpError]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    settled: int | None = None
+    """The exit code, when something other than the files decided it (see Reporter.settle)."""
 
     @property
     def exit_code(self) -> int:
         """The code of the first failure's class (docs/SCRIPTING.md), or 0."""
+        if self.settled is not None:
+            return self.settled
         return exit_code_for(self.errors[0][1]) if self.errors else 0
 
 
@@ -98,6 +102,13 @@ class Reporter:
 
     def failure(self, op: str, item: str, exc: FtpError) -> None:
         self.outcome(op, item, exc)
+
+    def settle(self, exit_code: int) -> None:
+        """Fix the exit code the summary reports, when the files alone do not decide it: a
+        batch script ends with the code of the line that stopped it, or 0 if every failure
+        was on a line allowed to fail."""
+        with self._lock:
+            self.tally.settled = exit_code
 
     def close(self) -> None:
         """Say how it went (a summary line or event)."""
