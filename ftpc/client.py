@@ -12,9 +12,11 @@ Every failure is one of the typed errors in `shared.errors`.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import ssl
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -28,6 +30,7 @@ from ftpc.files import (
     create_part,
     open_regular,
     publish,
+    resume_part,
 )
 from ftpc.listing import Entry, decode_listing, is_index, resolve
 from ftpc.trust import TlsOptions, choose_mechanism, open_tls
@@ -71,6 +74,37 @@ MAX_LISTING = 256 << 20
 
 Progress = Callable[[int], None]
 """Called with the number of bytes moved since the previous call."""
+
+
+def _resumable_bytes(part: Path, algo: str) -> tuple[int, digests.Hasher | None]:
+    """How many bytes an earlier download left in `part`, and their hash."""
+    try:
+        fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return 0, None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return 0, None
+        hasher, have = digests.hash_prefix(fd, os.fstat(fd).st_size, algo)
+        return have, hasher
+    except OSError:
+        return 0, None
+    finally:
+        os.close(fd)
+
+
+def _open_part(part: Path, start: int) -> int:
+    """The resumable part file, cut to `start` bytes and positioned there."""
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{part} is not a regular file")
+        os.ftruncate(fd, start)
+        os.lseek(fd, start, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def conflict_mode(overwrite: bool, on_conflict: str | None) -> str:
@@ -300,6 +334,7 @@ class Client:
         overwrite: bool = False,
         on_conflict: str | None = None,
         on_progress: Progress | None = None,
+        resume: bool = False,
     ) -> PutResult:
         """Upload one file to the path `name` (default: the file's own name, at the top).
 
@@ -307,11 +342,17 @@ class Client:
         raising Exists), overwrite, rename (stored as name.1.ext, ...) or skip. Identical
         content is never sent again, whatever the mode. The checksum travels as a trailer
         so the file is read once.
+
+        With `resume`, the server keeps what it received if the connection drops, and a
+        later resumable put of the same file sends only the rest, once the checksums of
+        the bytes already there agree (`PutResult.resumed_from` says where it started).
         """
         started = time.monotonic()
         path = Path(path)
         name = check_path(name if name is not None else path.name)
-        mode = conflict_fields(conflict_mode(overwrite, on_conflict))
+        mode: dict[str, object] = dict(conflict_fields(conflict_mode(overwrite, on_conflict)))
+        if resume:
+            mode["resume"] = True
         with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             algo = self.digest
@@ -329,11 +370,15 @@ class Client:
                 trailer = False
             if reply.type == "ok":
                 return self._settled(reply, started)
+            start, base = self._agree_on_prefix(f.fileno(), reply)
+            if start and on_progress is not None:
+                on_progress(start)
             # The kernel sends the file while a second thread hashes it: two cores at work.
-            hasher = digests.FileHasher(f.fileno(), size, algo)
+            hasher = digests.FileHasher(f.fileno(), size, algo, start=start, base=base)
             try:
-                self.chan.send("data", size=size)
-                self.chan.send_body(f, size, on_sent=on_progress)
+                self.chan.send("data", size=size - start, **({"offset": start} if start else {}))
+                f.seek(start)
+                self.chan.send_body(f, size - start, on_sent=on_progress)
                 value = hasher.result()
             except OSError as exc:
                 hasher.close()
@@ -351,7 +396,26 @@ class Client:
             raise ChecksumMismatch(f"server stored {algo} {self._sum(ok)}, we sent {value}")
         seconds = time.monotonic() - started
         stored = ok.get("name", name)
-        return PutResult(stored, size, value, bool(ok.get("existed")), seconds, algo)
+        return PutResult(
+            stored, size, value, bool(ok.get("existed")), seconds, algo, resumed_from=start
+        )
+
+    def _agree_on_prefix(self, fd: int, reply: Message) -> tuple[int, digests.Hasher | None]:
+        """Where to start sending: the server's offset if our first bytes hash as its do.
+
+        Returns (offset, the hash of our bytes before it); (0, None) to start over.
+        """
+        offset = reply.get("offset", 0)
+        if not offset:
+            return 0, None
+        try:
+            hasher, got = digests.hash_prefix(fd, offset, self.digest)
+        except OSError as exc:
+            self._drop()
+            raise LocalFileError(f"cannot read the file to resume: {exc.strerror}") from exc
+        if got == offset and hasher.hexdigest() == reply.get("prefix"):
+            return offset, hasher
+        return 0, None  # our file changed since: never splice, send it all
 
     def _settled(self, reply: Message, started: float) -> PutResult:
         """The result of a put the server answered without taking any bytes."""
@@ -386,6 +450,7 @@ class Client:
         on_progress: Progress | None = None,
         on_result: Callable[[Path, PutResult | FtpError], None] | None = None,
         on_start: Callable[[Path, str, int], Progress] | None = None,
+        resume: bool = False,
     ) -> list[PutResult | FtpError]:
         """Upload many files, small ones pipelined so the server commits them in groups.
 
@@ -394,6 +459,7 @@ class Client:
         that file (exists, quota, unreadable, ...); the other files go on regardless.
         `on_result(path, outcome)` is called as each one is settled; `on_start(path, name,
         size)`, if given, as each one starts, and returns that file's progress callback.
+        `resume` makes the large files resumable (see `put`); small ones are sent whole.
         """
         from ftpc.pipeline import put_many  # it builds on this module
 
@@ -408,6 +474,7 @@ class Client:
                 on_progress=on_progress,
                 on_result=on_result,
                 on_start=on_start,
+                resume=resume,
             )
         )
 
@@ -431,6 +498,7 @@ class Client:
         overwrite: bool = False,
         on_conflict: str | None = None,
         on_progress: Progress | None = None,
+        resume: bool = False,
     ) -> GetResult:
         """Download into a temporary file beside `dest`; link it into place once verified.
 
@@ -438,6 +506,10 @@ class Client:
         file is in the way, a copy with the same md5 counts as done; otherwise
         `on_conflict` decides: fail (the default, LocalFileExists), overwrite, rename
         (name.1.ext, ...) or skip.
+
+        With `resume`, the bytes land in `.NAME.ftpc-part` beside the target, which an
+        interrupted download leaves behind; the next resumable get asks only for the rest,
+        once the server confirms the checksum of the bytes already here.
         """
         started = time.monotonic()
         name = check_path(name)
@@ -450,20 +522,36 @@ class Client:
             if settled is not None:
                 return settled
         algo = self.digest
-        self.chan.send("get", name=name, **({} if algo == MD5 else {"digest": algo}))
+        part = resume_part(target) if resume else None
+        have, base = _resumable_bytes(part, algo) if part is not None else (0, None)
+        request: dict[str, object] = {} if algo == MD5 else {"digest": algo}
+        if have and base is not None:
+            request.update(offset=have, prefix=base.hexdigest())
+        self.chan.send("get", name=name, **request)
         header = self._reply("file")
         if header["name"] != name:
             self._drop()
             raise RemoteProtocolError(f"asked for {name!r}, the server sent {header['name']!r}")
+        start = header.get("offset", 0)
+        if start not in (0, have):
+            self._drop()
+            raise RemoteProtocolError(f"asked to resume at byte {have}, the server sent {start}")
         try:
-            fd, tmp = create_part(target)
+            if part is not None:
+                fd, tmp = _open_part(part, start), str(part)
+            else:
+                fd, tmp = create_part(target)
         except OSError as exc:
             self._drop()
             raise LocalFileError(f"cannot write in {target.parent}: {exc.strerror}") from exc
+        keep = part is not None  # an interrupted resumable download keeps its bytes
         try:
             claimed = self._sum(header)
-            value = self._receive_into(fd, on_progress)
+            if start and on_progress is not None:
+                on_progress(start)
+            value = self._receive_into(fd, on_progress, base if start else None)
             if value != claimed:
+                keep = False
                 raise ChecksumMismatch(
                     f"{name!r} arrived with {algo} {value}, the server said {claimed}:"
                     " nothing was saved"
@@ -471,10 +559,17 @@ class Client:
             landed = publish(Path(tmp), target, mode)
         except OSError as exc:
             raise LocalFileError(f"cannot write {target}: {exc.strerror}") from exc
+        except (TransportError, ProtocolError):
+            raise
+        except BaseException:
+            keep = False
+            raise
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            if not keep:
+                Path(tmp).unlink(missing_ok=True)
         seconds = time.monotonic() - started
-        return GetResult(name, landed, header["size"], value, seconds, algo)
+        total = start + header["size"]
+        return GetResult(name, landed, total, value, seconds, algo, resumed_from=start)
 
     def _local_conflict(
         self, name: str, target: Path, mode: str, started: float
@@ -500,9 +595,12 @@ class Client:
             )
         return None
 
-    def _receive_into(self, fd: int, on_progress: Progress | None) -> str:
-        """Write the body into `fd`, hashing it on the way; fsync before anyone renames it."""
-        digest = digests.hasher_for_stream(self.digest)
+    def _receive_into(
+        self, fd: int, on_progress: Progress | None, base: digests.Hasher | None = None
+    ) -> str:
+        """Write the body into `fd`, hashing it on the way (after `base`, the hash of the
+        bytes before, for a resumed download); fsync before anyone renames it."""
+        digest = digests.hasher_for_stream(self.digest, base)
         behind = WriteBehind(fd)
         try:
             with os.fdopen(fd, "wb", buffering=0) as out:

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 import click
 
 from ftpc.plan import Item, Plan, plan_get, plan_put, read_list
+from ftpc.session import Session, Transfer
 from ftpc.ui import human_size
 from shared.cli import cli_errors
 from shared.names import CONFLICTS, FAIL, check_folder, check_path
 
 if TYPE_CHECKING:
     from ftpc.cli import Settings
-    from ftpc.session import Session
+
 
 conflict_option = click.option(
     "--on-conflict",
@@ -46,6 +47,29 @@ dry_run_option = click.option(
     "--dry-run", "-n", is_flag=True, help="Print what would be transferred, and stop."
 )
 recursive_option = click.option("--recursive", "-r", is_flag=True, help="Whole folders.")
+
+
+def resume_options(f: Callable[..., None]) -> Callable[..., None]:
+    """--resume, --retries and --retry-wait, shared by put and get."""
+    f = click.option(
+        "--retry-wait",
+        type=click.FloatRange(min=0),
+        default=1.0,
+        show_default=True,
+        help="Seconds before the first retry; each next one waits twice as long (at most 60).",
+    )(f)
+    f = click.option(
+        "--retries",
+        type=click.IntRange(0, 1000),
+        default=0,
+        show_default=True,
+        help="Reconnect this many times after a dropped connection, resuming where it stopped.",
+    )(f)
+    return click.option(
+        "--resume",
+        is_flag=True,
+        help="Continue an interrupted transfer from the bytes already verified on the other side.",
+    )(f)
 
 
 def _mode(conflict: str, overwrite: bool) -> str:
@@ -92,6 +116,7 @@ def ls_cmd(settings: Settings, folder: str, as_json: bool) -> None:
 @conflict_option
 @overwrite_option
 @jobs_option
+@resume_options
 @dry_run_option
 @click.pass_obj
 def put_cmd(
@@ -103,6 +128,9 @@ def put_cmd(
     conflict: str,
     overwrite: bool,
     jobs: int,
+    resume: bool,
+    retries: int,
+    retry_wait: float,
     dry_run: bool,
 ) -> None:
     """Upload files (and with -r, folders); each checksum is verified.
@@ -120,7 +148,7 @@ def put_cmd(
             if dry_run:
                 _show_plan(session, "put", plan, lambda i: f"{i.local} -> {i.remote}")
             else:
-                session.put(plan, mode, jobs)
+                session.put(plan, Transfer(mode, jobs, resume, retries, retry_wait))
             session.failures_since(mark)
 
 
@@ -138,6 +166,7 @@ def put_cmd(
 @overwrite_option
 @click.option("--by-name", is_flag=True, help="Treat every item as a name, even digits.")
 @jobs_option
+@resume_options
 @dry_run_option
 @click.pass_obj
 def get_cmd(
@@ -149,6 +178,9 @@ def get_cmd(
     overwrite: bool,
     by_name: bool,
     jobs: int,
+    resume: bool,
+    retries: int,
+    retry_wait: float,
     dry_run: bool,
 ) -> None:
     """Download ITEMS, each a number from the last `ls` or a path; -r for folders."""
@@ -163,7 +195,7 @@ def get_cmd(
             _show_plan(session, "get", plan, lambda i: f"{i.remote} -> {i.local}")
         else:
             dest.mkdir(parents=True, exist_ok=True)
-            session.get(plan, mode, jobs)
+            session.get(plan, Transfer(mode, jobs, resume, retries, retry_wait))
         session.failures_since(mark)
 
 

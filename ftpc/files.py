@@ -35,6 +35,13 @@ class PutResult:
     seconds: float
     digest: str = MD5
     skipped: bool = False
+    resumed_from: int = 0
+    """Bytes that were already on the server from an interrupted upload, and not resent."""
+
+    @property
+    def sent(self) -> int:
+        """File bytes that crossed the network for this result."""
+        return 0 if self.existed or self.skipped else self.size - self.resumed_from
 
     @property
     def md5(self) -> str:
@@ -55,6 +62,13 @@ class GetResult:
     digest: str = MD5
     existed: bool = False
     skipped: bool = False
+    resumed_from: int = 0
+    """Bytes already in the local .part file from an interrupted download, not fetched again."""
+
+    @property
+    def sent(self) -> int:
+        """File bytes that crossed the network for this result."""
+        return 0 if self.existed or self.skipped else self.size - self.resumed_from
 
     @property
     def md5(self) -> str:
@@ -91,6 +105,12 @@ def create_part(target: Path) -> tuple[int, str]:
         except FileExistsError:
             continue
     raise OSError(errno.EEXIST, "no free temporary name")
+
+
+def resume_part(target: Path) -> Path:
+    """Where a resumable download of `target` keeps its bytes until they are verified."""
+    stem = target.name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
+    return target.parent / f".{stem}.ftpc-part"
 
 
 def open_regular(path: Path) -> BinaryIO:

@@ -53,6 +53,7 @@ def put_many(
     on_progress: Progress | None,
     on_result: OnResult | None,
     on_start: OnStart | None = None,
+    resume: bool = False,
 ) -> list[Outcome]:
     """Upload `paths` in order; return one outcome per path, in the same order.
 
@@ -110,7 +111,9 @@ def put_many(
                 with contextlib.suppress(OSError):
                     progress = on_start(path, name, path.stat().st_size)
             try:
-                outcome = client.put(path, name, on_conflict=conflict, on_progress=progress)
+                outcome = client.put(
+                    path, name, on_conflict=conflict, on_progress=progress, resume=resume
+                )
                 settle(item, outcome)
             except (RequestError, LocalFileError) as exc:
                 if not client.connected:

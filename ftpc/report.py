@@ -288,6 +288,8 @@ class JsonReporter(Reporter):
             "digest": outcome.digest,
             "checksum": outcome.checksum,
             "md5": outcome.md5 or None,
+            "sent": outcome.sent,
+            "resumed_from": outcome.resumed_from,
         }
         if isinstance(outcome, GetResult):
             fields["path"] = str(outcome.path)

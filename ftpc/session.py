@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ftpc.client import Client
@@ -21,14 +23,34 @@ from ftpc.report import Progress, Reporter
 from ftpc.state import ListingState, MemoryState
 from shared.cli import Failed, exit_code_for
 from shared.errors import FtpError, LocalFileError, ProtocolError, RequestError, TransportError
+from shared.names import FAIL
 from shared.protocol import MAX_INLINE
 
 UNIT_FILES = 64
 UNIT_BYTES = 8 << 20
 """With --jobs, small files go to a connection in units this large, to be pipelined there."""
 
+MAX_RETRY_WAIT = 60.0
+"""Backoff doubles from --retry-wait up to this many seconds."""
+
 Work = Callable[[Client, list[Item], int, set[int]], None]
 """(client, unit, job, settled): moves a unit's files, adding each settled index to `settled`."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """How a put or get moves its files."""
+
+    conflict: str = FAIL
+    jobs: int = 1
+    resume: bool = False
+    retries: int = 0
+    retry_wait: float = 1.0
+
+    @property
+    def resumable(self) -> bool:
+        """A transfer that will be retried must be resumable, or a retry starts from zero."""
+        return self.resume or self.retries > 0
 
 
 class Session:
@@ -39,8 +61,10 @@ class Session:
         connect: Callable[[], Client],
         reporter: Reporter,
         state: ListingState | MemoryState,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._connect = connect
+        self._sleep = sleep
         self.reporter = reporter
         self.state = state
         self._client: Client | None = None
@@ -91,8 +115,8 @@ class Session:
 
     # --- put -------------------------------------------------------------------
 
-    def put(self, plan: Plan, conflict: str, jobs: int) -> None:
-        """Create the plan's folders, then upload its files, over `jobs` connections."""
+    def put(self, plan: Plan, how: Transfer) -> None:
+        """Create the plan's folders, then upload its files, over `how.jobs` connections."""
         self.reporter.plan(len(plan.items), plan.total, len(plan.refused))
         self.refuse("put", plan)
         if not plan.items:
@@ -104,10 +128,10 @@ class Session:
                     self.reporter.note("mkdir", name=folder, text=f"created folder {folder}")
             except RequestError as exc:
                 self.reporter.failure("mkdir", folder, exc)
-        units = _put_units(plan.items) if jobs > 1 else [plan.items]
-        self._run(units, jobs, self._put_unit(conflict))
+        units = _put_units(plan.items) if how.jobs > 1 else [plan.items]
+        self._run(units, how, self._put_unit(how))
 
-    def _put_unit(self, conflict: str) -> Work:
+    def _put_unit(self, how: Transfer) -> Work:
         reporter = self.reporter
 
         def work(client: Client, unit: list[Item], job: int, settled: set[int]) -> None:
@@ -126,17 +150,18 @@ class Session:
             client.put_many(
                 [i.local for i in unit],
                 [i.remote for i in unit],
-                on_conflict=conflict,
+                on_conflict=how.conflict,
                 on_start=start,
                 on_result=result,
+                resume=how.resumable,
             )
 
         return work
 
     # --- get -------------------------------------------------------------------
 
-    def get(self, plan: Plan, conflict: str, jobs: int) -> None:
-        """Make the plan's local folders, then download its files over `jobs` connections."""
+    def get(self, plan: Plan, how: Transfer) -> None:
+        """Make the plan's local folders, then download its files over `how.jobs` connections."""
         self.reporter.plan(len(plan.items), plan.total, len(plan.refused))
         self.refuse("get", plan)
         for folder in plan.folders:
@@ -146,10 +171,10 @@ class Session:
                 self.reporter.failure("get", folder, LocalFileError(f"{folder}: {exc.strerror}"))
         if not plan.items:
             return
-        units = [[item] for item in plan.items] if jobs > 1 else [plan.items]
-        self._run(units, jobs, self._get_unit(conflict))
+        units = [[item] for item in plan.items] if how.jobs > 1 else [plan.items]
+        self._run(units, how, self._get_unit(how))
 
-    def _get_unit(self, conflict: str) -> Work:
+    def _get_unit(self, how: Transfer) -> Work:
         reporter = self.reporter
 
         def work(client: Client, unit: list[Item], job: int, settled: set[int]) -> None:
@@ -159,7 +184,11 @@ class Session:
                 try:
                     # Into the folder (which exists): the file keeps its name there.
                     outcome = client.get(
-                        item.remote, item.local.parent, on_conflict=conflict, on_progress=progress
+                        item.remote,
+                        item.local.parent,
+                        on_conflict=how.conflict,
+                        on_progress=progress,
+                        resume=how.resumable,
                     )
                 except (RequestError, LocalFileError) as exc:
                     if not client.connected:
@@ -172,28 +201,33 @@ class Session:
 
     # --- running units over connections ---------------------------------------
 
-    def _run(self, units: Sequence[list[Item]], jobs: int, work: Work) -> None:
+    def _run(self, units: Sequence[list[Item]], how: Transfer, work: Work) -> None:
         """Run `work` on each unit; with jobs > 1, over that many connections at once.
 
-        A connection that fails ends its job: the files of its unit that were not settled
-        are reported failed, and the other jobs take the remaining units.
+        A connection that fails is retried (`how.retries` times, with backoff); after
+        that its job ends, the files of its unit that were not settled are reported
+        failed, and the other jobs take the remaining units.
         """
-        if jobs <= 1 or len(units) <= 1:
-            self._run_unit(self.client, units[0] if units else [], 0, work)
-            for unit in units[1:]:
-                self._run_unit(self.client, unit, 0, work)
+        if how.jobs <= 1 or len(units) <= 1:
+            for unit in units:
+                self._run_unit(lambda: self.client, unit, 0, work, how)
             return
         todo: queue.SimpleQueue[list[Item]] = queue.SimpleQueue()
         for unit in units:
             todo.put(unit)
-        first = self.client  # connect (and ask for a password) before any thread starts
+        self.open()  # log in (and ask for a password) before any thread starts
 
         def job(number: int) -> None:
-            try:
-                client = first if number == 0 else self._connect()
-            except FtpError as exc:
-                self.reporter.note("job-failed", job=number, text=f"job {number}: {exc}")
-                return
+            own: list[Client] = []
+
+            def connect() -> Client:
+                if number == 0:
+                    return self.client
+                if own and own[-1].connected:
+                    return own[-1]
+                own.append(self._connect())
+                return own[-1]
+
             try:
                 while True:
                     try:
@@ -201,16 +235,18 @@ class Session:
                     except queue.Empty:
                         return
                     try:
-                        self._run_unit(client, unit, number, work)
+                        self._run_unit(connect, unit, number, work, how)
                     except (TransportError, ProtocolError):
                         return
+            except FtpError as exc:
+                self.reporter.note("job-failed", job=number, text=f"job {number}: {exc}")
             finally:
-                if client is not first:
+                for client in own:
                     client.close()
 
         threads = [
             threading.Thread(target=job, args=(n,), name=f"ftpc-job-{n}", daemon=True)
-            for n in range(min(jobs, len(units)))
+            for n in range(min(how.jobs, len(units)))
         ]
         for t in threads:
             t.start()
@@ -222,15 +258,31 @@ class Session:
                 for item in todo.get_nowait():
                     self.reporter.failure("transfer", item.remote, lost)
 
-    def _run_unit(self, client: Client, unit: list[Item], job: int, work: Work) -> None:
-        settled: set[int] = set()
-        try:
-            work(client, unit, job, settled)
-        except (TransportError, ProtocolError) as exc:
-            for i, item in enumerate(unit):
-                if i not in settled:
-                    self.reporter.failure("transfer", item.remote, exc)
-            raise
+    def _run_unit(
+        self, connect: Callable[[], Client], unit: list[Item], job: int, work: Work, how: Transfer
+    ) -> None:
+        pending = unit
+        for attempt in range(how.retries + 1):
+            settled: set[int] = set()
+            try:
+                work(connect(), pending, job, settled)
+                return
+            except (TransportError, ProtocolError) as exc:
+                pending = [item for i, item in enumerate(pending) if i not in settled]
+                if attempt == how.retries or not pending:
+                    for item in pending:
+                        self.reporter.failure("transfer", item.remote, exc)
+                    raise
+                wait = min(MAX_RETRY_WAIT, how.retry_wait * 2**attempt)
+                self.reporter.note(
+                    "retry",
+                    job=job,
+                    attempt=attempt + 1,
+                    wait=wait,
+                    message=str(exc),
+                    text=f"{exc}; retry {attempt + 1} of {how.retries} in {wait:g}s",
+                )
+                self._sleep(wait)
 
 
 def _put_units(items: list[Item]) -> list[list[Item]]:

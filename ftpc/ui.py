@@ -35,13 +35,18 @@ def format_listing(entries: Sequence[Entry]) -> str:
     return "\n".join(lines)
 
 
+def _resumed(offset: int) -> str:
+    return f" (resumed at {human_size(offset)})" if offset else ""
+
+
 def put_line(r: PutResult) -> str:
     if r.existed:
         return f"{r.name}: already there with {r.digest} {r.checksum}, nothing sent"
     if r.skipped:
         return f"skipped {r.name}: a different file is stored there ({r.digest} {r.checksum})"
     return (
-        f"put {r.name}: {human_size(r.size)} in {r.seconds:.2f}s, {r.digest} {r.checksum} verified"
+        f"put {r.name}: {human_size(r.size)}{_resumed(r.resumed_from)} in {r.seconds:.2f}s,"
+        f" {r.digest} {r.checksum} verified"
     )
 
 
@@ -51,6 +56,7 @@ def get_line(r: GetResult) -> str:
     if r.skipped:
         return f"skipped {r.name}: {r.path} exists with other content"
     return (
-        f"got {r.name} -> {r.path}: {human_size(r.size)} in {r.seconds:.2f}s,"
+        f"got {r.name} -> {r.path}: {human_size(r.size)}{_resumed(r.resumed_from)}"
+        f" in {r.seconds:.2f}s,"
         f" {r.digest} {r.checksum} verified"
     )

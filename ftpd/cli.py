@@ -27,6 +27,7 @@ from ftpd.auth import (
 from ftpd.config import config_option
 from ftpd.limits import Limits
 from ftpd.lockout import LockoutPolicy
+from ftpd.partials import DEFAULT_TTL
 from ftpd.server import DEFAULT_PORT, FtpServer
 from ftpd.storage import Storage
 from ftpd.tls import ServerTLS, load_server_tls, make_self_signed
@@ -112,6 +113,13 @@ def main() -> None:
     help="Free space uploads must leave on the disk (e.g. 1G).",
 )
 @click.option(
+    "--resume-ttl",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_TTL,
+    show_default=True,
+    help="Seconds an interrupted resumable upload is kept for `ftpc put --resume`; 0: none.",
+)
+@click.option(
     "--tls-cert",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Serve TLS only, with this certificate (PEM); see `ftpd cert`.",
@@ -181,6 +189,7 @@ def serve(
     users_file: Path,
     max_file_size: int | None,
     reserve: int,
+    resume_ttl: float,
     tls_cert: Path | None,
     tls_key: Path | None,
     max_connections: int,
@@ -220,7 +229,7 @@ def serve(
         click.echo(f"created account 'admin' with password: {password}")
         click.echo(f"  (shown only this once; stored as SCRAM keys in {users_file})")
     try:
-        storage = Storage(root, max_file_size=max_file_size, reserve=reserve)
+        storage = Storage(root, max_file_size=max_file_size, reserve=reserve, resume_ttl=resume_ttl)
     except FtpError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
@@ -231,7 +240,9 @@ def serve(
         storage.close()  # the server closed it already if it got that far; closing is idempotent
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     if storage.purged:
-        logging.getLogger("ftpd").info("purged %d staging files left by a crash", storage.purged)
+        logging.getLogger("ftpd").info(
+            "purged %d staging files left by a crash or past their resume TTL", storage.purged
+        )
 
     def stop(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

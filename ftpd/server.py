@@ -115,6 +115,16 @@ class FtpServer(socketserver.ThreadingTCPServer):
         with self._sessions_lock:
             self._sessions.discard(session)
 
+    def service_actions(self) -> None:
+        """Called by serve_forever between polls: purge partial uploads past their TTL."""
+        try:
+            purged = self.storage.partials.purge_expired()
+        except OSError as exc:
+            self.log.warning("cannot purge expired partial uploads: %s", exc)
+            return
+        if purged:
+            self.log.info("purged %d partial uploads past their resume TTL", purged)
+
     def server_close(self) -> None:
         """Stop listening, cut every open session, wait for their threads, close storage."""
         self.stopping.set()

@@ -2,7 +2,8 @@
 
 Layout of the root:
     NAME, FOLDER/NAME, ...    published files and the folders holding them
-    .ftpd/staging/*.part      uploads in flight; never listed, purged at start
+    .ftpd/staging/*.part      uploads in flight; never listed. At start, all are purged
+                              but resumable ones (with a .json sidecar) within their TTL
     .ftpd/md5.sqlite3         md5 of stored files, keyed by (size, mtime_ns, inode),
                               and who uploaded each file (for quotas)
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ftpd.catalog import Md5Cache
+from ftpd.partials import DEFAULT_TTL, Partials
 from ftpd.tree import Tree
 from ftpd.upload import Upload
 from shared import digests
@@ -92,8 +94,14 @@ class Storage:
     """A directory of published files. Safe to share between handler threads."""
 
     def __init__(
-        self, root: str | os.PathLike[str], *, max_file_size: int | None = None, reserve: int = 0
+        self,
+        root: str | os.PathLike[str],
+        *,
+        max_file_size: int | None = None,
+        reserve: int = 0,
+        resume_ttl: float = DEFAULT_TTL,
     ) -> None:
+        """`resume_ttl`: seconds an interrupted resumable upload is kept (0: never kept)."""
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._root = str(self.root)  # str joins: pathlib costs microseconds per file
@@ -110,6 +118,7 @@ class Storage:
         except BlockingIOError as exc:
             os.close(self._lock_fd)
             raise RootInUse(f"another ftpd is already serving {self.root}") from exc
+        self.partials = Partials(self._staging, resume_ttl)
         self.purged = self._purge_staging()
         self.cache = Md5Cache(meta / "md5.sqlite3")
         self.tree = Tree(self._root)
@@ -120,15 +129,14 @@ class Storage:
         self._inflight_by: Counter[str] = Counter()
 
     def _purge_staging(self) -> int:
-        """Remove uploads a crash left behind; they were never published."""
+        """Remove uploads a crash left behind (they were never published), except those
+        kept for resuming."""
         count = 0
         for entry in os.scandir(self.staging):
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                os.unlink(entry.path)
-            count += 1
-        return count
+                count += 1
+        return count + self.partials.startup()
 
     def close(self) -> None:
         """Close the cache and release the root; safe to call twice."""
@@ -243,9 +251,15 @@ class Storage:
             return None
 
     def check_upload(
-        self, name: str, size: int, owner: str | None = None, quota: int | None = None
+        self,
+        name: str,
+        size: int,
+        owner: str | None = None,
+        quota: int | None = None,
+        on_disk: int = 0,
     ) -> str:
-        """Refuse an upload before any byte is read; return the checked name."""
+        """Refuse an upload before any byte is read; return the checked name.
+        `on_disk`: bytes of it already in staging (a resume), which need no more space."""
         name = check_path(name)
         st = self._lstat(name)
         if st is not None and not stat.S_ISREG(st.st_mode):
@@ -263,8 +277,8 @@ class Storage:
                     f" ({max(0, used)} used)"
                 )
         free = self.free_space()
-        if size > free:
-            raise NoSpace(f"{size} bytes do not fit: {free} bytes free")
+        if size - on_disk > free:
+            raise NoSpace(f"{size - on_disk} bytes do not fit: {free} bytes free")
         return name
 
     def begin_upload(
@@ -275,17 +289,34 @@ class Storage:
         owner: str | None = None,
         quota: int | None = None,
         digest: str = MD5,
+        resumable: bool = False,
+        md5: str | None = None,
     ) -> Upload:
-        """Check the upload and reserve its bytes in one step; the Upload releases them."""
-        with self._reserve_lock:
-            name = self.check_upload(name, size, owner, quota)
-            self._inflight += size
-            if owner is not None:
-                self._inflight_by[owner] += size
+        """Check the upload and reserve its bytes in one step; the Upload releases them.
+
+        A `resumable` upload continues the partial left by an interrupted one of the same
+        name, size, owner and digest, if any (its `offset` says how far it got), and is
+        itself kept for resuming if its connection drops.
+        """
+        name = check_path(name)
+        partial = self.partials.claim(owner, name, size, digest) if resumable else None
         try:
-            return Upload(self, name, size, conflict, owner, digest)
+            on_disk = os.stat(self.partials.part(partial.id)).st_size if partial else 0
+            with self._reserve_lock:
+                name = self.check_upload(name, size, owner, quota, on_disk=min(on_disk, size))
+                self._inflight += size
+                if owner is not None:
+                    self._inflight_by[owner] += size
+        except BaseException:
+            if partial is not None:
+                self.partials.release(partial.id)
+            raise
+        try:
+            return Upload(self, name, size, conflict, owner, digest, resumable, partial, md5)
         except BaseException:
             self._release(size, size, owner)
+            if partial is not None:
+                self.partials.release(partial.id)
             raise
 
     def commit_many(self, uploads: list[Upload]) -> list[Entry | FtpError]:

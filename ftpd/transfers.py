@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from ftpd.batch import CommitBatch
 from ftpd.storage import Entry, Storage, Upload
@@ -158,14 +158,17 @@ class TransferVerbs:
             digest = requested_digest(msg)
             opened = self.storage.open(msg["name"], digest)
             with opened as (f, entry):
+                start = _resume_point(msg, f, entry.size, digest)
+                f.seek(start)
                 self.chan.send(
                     "file",
                     name=entry.name,
-                    size=entry.size,
+                    size=entry.size - start,
                     mtime=entry.mtime,
+                    **({"offset": start} if start else {}),
                     **sum_fields(digest, opened.checksum),
                 )
-                self.chan.send_body(f, entry.size)
+                self.chan.send_body(f, entry.size - start)
         except RequestError as exc:
             self._log_transfer("get", msg["name"], 0, "", started, exc.code)
             raise
@@ -214,7 +217,14 @@ class TransferVerbs:
         if conflict == SKIP or (conflict == OVERWRITE and not may_replace):
             conflict = FAIL  # a file that appears meanwhile is refused, never replaced
         return self.storage.begin_upload(
-            name, size, conflict, owner=self.account.name, quota=self.account.quota, digest=digest
+            name,
+            size,
+            conflict,
+            owner=self.account.name,
+            quota=self.account.quota,
+            digest=digest,
+            resumable=bool(msg.get("resume")),
+            md5=claimed if digest == MD5 else None,
         )
 
     def _settled_reply(self, settled: Settled, digest: str, started: float) -> dict[str, object]:
@@ -287,11 +297,22 @@ class TransferVerbs:
     def _receive(self, upload: Upload, claimed: str | None) -> Entry:
         """Stream the body into staging; publish it only if the checksum matches."""
         try:
-            self.chan.send("continue")
+            if upload.offset:
+                self.chan.send("continue", offset=upload.offset, prefix=upload.prefix)
+            else:
+                self.chan.send("continue")
             header = self.chan.expect("data")
-            if header["size"] != upload.size:
+            start = header.get("offset", 0)
+            if start not in (0, upload.offset):
                 raise RemoteProtocolError(
-                    f"'data' has {header['size']} bytes, 'put' said {upload.size}"
+                    f"'data' starts at byte {start}; this upload can start at 0 or {upload.offset}"
+                )
+            if start == 0 and upload.offset:
+                upload.restart()  # the client's file is not the one whose start we kept
+            if header["size"] != upload.size - start:
+                raise RemoteProtocolError(
+                    f"'data' has {header['size']} bytes, the rest of the file is"
+                    f" {upload.size - start}"
                 )
             sink = _UploadSink(upload)
             self.chan.recv_body(sink)
@@ -307,9 +328,22 @@ class TransferVerbs:
             if error is not None:
                 raise error
             return upload.commit()
+        except TransportError:
+            upload.suspend()  # kept for a resume if the client asked for one
+            raise
         except BaseException:
             upload.abort()
             raise
+
+
+def _resume_point(msg: Message, f: BinaryIO, size: int, digest: str) -> int:
+    """Where a download starts: the client's offset if its prefix checksum matches ours."""
+    offset: int = msg.get("offset", 0)
+    prefix = msg.get("prefix")
+    if not offset or prefix is None or offset > size:
+        return 0
+    hasher, got = digests.hash_prefix(f.fileno(), offset, digest)
+    return offset if got == offset and hasher.hexdigest() == prefix else 0
 
 
 def _mismatch(upload: Upload, claimed: str) -> ChecksumMismatch | None:

@@ -22,6 +22,7 @@ RENAME_TRIES = 1000
 """`rename` tries the name, then .1 to .999, before giving up."""
 
 if TYPE_CHECKING:
+    from ftpd.partials import Partial
     from ftpd.storage import Entry, Storage
 
 
@@ -36,10 +37,16 @@ class Upload:
         conflict: str,
         owner: str | None,
         digest: str = MD5,
+        resumable: bool = False,
+        partial: Partial | None = None,
+        md5: str | None = None,
     ) -> None:
+        """With `partial`, continue its bytes: `offset` is how many there are, and `prefix`
+        their checksum, which the client must confirm before sending the rest."""
         self.storage = storage
         self.name = name
         self.size = size
+        self.resumable = resumable
         self.conflict = conflict
         """What publishing does if the name is taken: fail, overwrite, or rename."""
         self.owner = owner
@@ -47,8 +54,38 @@ class Upload:
         self.received = 0
         self.digest = digest
         self._hash = digests.new(digest)
-        self.path = os.path.join(storage._staging, os.urandom(16).hex() + ".part")
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self.offset = 0
+        self.prefix = ""
+        partials = storage.partials
+        if partial is not None:
+            self.id = partial.id
+            self.path = partials.part(self.id)
+            fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW)
+            try:
+                have = os.fstat(fd).st_size
+                if have > size:
+                    os.ftruncate(fd, 0)
+                    have = 0
+                self._hash, self.offset = digests.hash_prefix(fd, have, digest)
+                os.ftruncate(fd, self.offset)
+                os.lseek(fd, self.offset, os.SEEK_SET)
+            except BaseException:
+                os.close(fd)
+                raise
+            self.prefix = self._hash.hexdigest()
+            self.received = self.offset
+            storage._wrote(self.offset)
+        else:
+            self.id = os.urandom(16).hex()
+            self.path = partials.part(self.id)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            if resumable:
+                try:
+                    partials.create(self.id, owner, name, size, digest, md5)
+                except BaseException:
+                    os.close(fd)
+                    _unlink(self.path)
+                    raise
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._behind = WriteBehind(fd)
 
@@ -77,6 +114,27 @@ class Upload:
         if self._reserved:
             self._reserved = False
             self.storage._release(self.size - self.received, self.size, self.owner)
+
+    def restart(self) -> None:
+        """The client's copy differs from the bytes kept: start again from the first byte."""
+        self._behind.wait()
+        os.ftruncate(self._file.fileno(), 0)
+        os.lseek(self._file.fileno(), 0, os.SEEK_SET)
+        self.storage._wrote(-self.received)
+        self._hash = digests.new(self.digest)
+        self.received = self.offset = 0
+        self.prefix = ""
+
+    def suspend(self) -> None:
+        """The connection dropped: keep a resumable upload's bytes for a later put; any other
+        upload is dropped."""
+        if not self.resumable:
+            self.abort()
+            return
+        self._unreserve()
+        self._behind.wait()
+        self._file.close()
+        self.storage.partials.release(self.id)
 
     def commit(self) -> Entry:
         """fsync, publish atomically, fsync the directory. Only then is it stored."""
@@ -125,6 +183,8 @@ class Upload:
             raise Exists(f"{what if self.conflict == RENAME else repr(self.name)} already exist")
         finally:
             _unlink(self.path)
+            if self.resumable:
+                self.storage.partials.drop(self.id)
 
     def abort(self) -> None:
         """Drop the staging file; the published version, if any, is untouched."""
@@ -132,6 +192,8 @@ class Upload:
         self._behind.wait()
         self._file.close()
         _unlink(self.path)
+        if self.resumable:
+            self.storage.partials.drop(self.id)
 
 
 def _unlink(path: str) -> None:

@@ -80,8 +80,11 @@ class BackgroundHasher:
     `hexdigest()` once at the end, or `close()` to give up; either stops the thread.
     """
 
-    def __init__(self, name: str, slots: int = 4, slot_size: int = 1 << 20) -> None:
-        self._hash = new(name)
+    def __init__(
+        self, name: str, slots: int = 4, slot_size: int = 1 << 20, base: Hasher | None = None
+    ) -> None:
+        """`base`, if given, already holds the hash of what came before (a resumed transfer)."""
+        self._hash = base if base is not None else new(name)
         self._free: queue.Queue[bytearray] = queue.Queue()
         for _ in range(slots):
             self._free.put(bytearray(slot_size))
@@ -123,9 +126,28 @@ class BackgroundHasher:
             self._thread.join()
 
 
-def hasher_for_stream(name: str) -> Hasher:
-    """md5 is slow enough to deserve its own thread; faster digests are not worth the copy."""
-    return BackgroundHasher(name) if name == MD5 else new(name)
+def hasher_for_stream(name: str, base: Hasher | None = None) -> Hasher:
+    """md5 is slow enough to deserve its own thread; faster digests are not worth the copy.
+    `base` continues a hash already fed with a resumed transfer's first bytes."""
+    if name == MD5:
+        return BackgroundHasher(name, base=base)
+    return base if base is not None else new(name)
+
+
+def hash_prefix(fd: int, n: int, name: str) -> tuple[Hasher, int]:
+    """A hasher fed with the first `n` bytes of `fd` (read with pread: the offset stays),
+    and how many bytes there were (fewer if the file is shorter)."""
+    digest = new(name)
+    buf = bytearray(min(1 << 20, max(n, 1)))
+    view = memoryview(buf)
+    done = 0
+    while done < n:
+        got = os.preadv(fd, [view[: min(len(buf), n - done)]], done)
+        if got == 0:
+            break
+        digest.update(view[:got])
+        done += got
+    return digest, done
 
 
 class FileHasher:
@@ -138,13 +160,16 @@ class FileHasher:
     is ever stored.
     """
 
-    def __init__(self, fd: int, size: int, name: str) -> None:
+    def __init__(
+        self, fd: int, size: int, name: str, start: int = 0, base: Hasher | None = None
+    ) -> None:
+        """Hash bytes `start` to `size`, continuing `base` (the hash of the bytes before)."""
         self._fd = os.dup(fd)
         self._size = size
-        self._hash = new(name)
+        self._hash = base if base is not None else new(name)
         self._stop = threading.Event()
         self._error: OSError | None = None
-        self.hashed = 0
+        self.hashed = start
         self._thread = threading.Thread(target=self._run, name="file-hasher", daemon=True)
         self._thread.start()
 

@@ -68,7 +68,7 @@ MESSAGES: dict[str, Spec] = {
     "put": _spec(
         C,
         "name size",
-        "md5 sum digest overwrite on_conflict",
+        "md5 sum digest overwrite on_conflict resume",
         perm="w",
         help="upload a file",
         one_of=_SUMS,
@@ -83,21 +83,25 @@ MESSAGES: dict[str, Spec] = {
         one_of=_SUMS,
         needs_one=True,
     ),
-    "get": _spec(C, "name", "digest", perm="r", help="download a file"),
+    "get": _spec(
+        C, "name", "digest offset prefix", perm="r", help="download a file, or the rest of one"
+    ),
     "rm": _spec(C, "name", perm="d", help="delete a file or an empty folder"),
     "mkdir": _spec(C, "name", "parents", perm="w", help="create a folder"),
     "quit": _spec(C, login=False, help="end the session"),
     # client messages inside an upload
-    "data": _spec(C, "size", body=True, help="the file bytes, after `continue`"),
+    "data": _spec(C, "size", "offset", body=True, help="the file bytes, after `continue`"),
     "done": _spec(C, "", "md5 sum", help="trailer with the checksum", one_of=_SUMS, needs_one=True),
     # server messages
     "hello": _spec(S, "version server mechanisms capabilities max_header", "digests"),
     "challenge": _spec(S, "data"),
-    "continue": _spec(S),
+    "continue": _spec(S, "", "offset prefix"),
     "ok": _spec(
         S, "", "name size md5 sum digest existed skipped created data user perms", one_of=_SUMS
     ),
-    "file": _spec(S, "name size mtime", "md5 sum digest", body=True, one_of=_SUMS, needs_one=True),
+    "file": _spec(
+        S, "name size mtime", "md5 sum digest offset", body=True, one_of=_SUMS, needs_one=True
+    ),
     "listing": _spec(S, "size count", body=True),
     "error": _spec(S, "code message", "fatal"),
 }

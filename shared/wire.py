@@ -151,7 +151,43 @@ class Channel:
     def send(self, type_: str, **fields: Any) -> None:
         self.send_raw(encode(type_, self.role, **fields))
 
+    # The public calls: a transport failure closes the socket, so that every holder of
+    # this channel sees at once that the link is gone (and a client reconnects).
+
     def send_raw(self, data: bytes | memoryview) -> None:
+        with self._link():
+            self._send_raw(data)
+
+    def send_body(
+        self,
+        f: BinaryIO,
+        size: int,
+        on_chunk: Sink | None = None,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> None:
+        """Send exactly `size` bytes of `f` after a body header (see `_send_body`)."""
+        with self._link():
+            self._send_body(f, size, on_chunk, on_sent)
+
+    def recv_message(self) -> Message:
+        """Return the next header; a body must have been read first."""
+        with self._link():
+            return self._recv_message()
+
+    def recv_body(self, sink: Sink) -> int:
+        """Stream the body that follows the last header into `sink`; return its size."""
+        with self._link():
+            return self._recv_body(sink)
+
+    @contextlib.contextmanager
+    def _link(self) -> Iterator[None]:
+        try:
+            yield
+        except TransportError:
+            self.close()
+            raise
+
+    def _send_raw(self, data: bytes | memoryview) -> None:
         try:
             if self.throttle is None:
                 self.sock.sendall(data)
@@ -165,7 +201,7 @@ class Channel:
         except OSError as exc:
             raise TransportError(f"connection lost while sending: {_describe(exc)}") from exc
 
-    def send_body(
+    def _send_body(
         self,
         f: BinaryIO,
         size: int,
@@ -275,7 +311,7 @@ class Channel:
             raise TransportError("connection closed by the peer")
         self.decoder.receive_data(self._small_view[:n])
 
-    def recv_message(self) -> Message:
+    def _recv_message(self) -> Message:
         """Return the next header; a body must have been read first."""
         deadline: float | None = None
         idle = self.sock.gettimeout()
@@ -309,7 +345,7 @@ class Channel:
                 with contextlib.suppress(OSError):
                     self.sock.settimeout(idle)
 
-    def recv_body(self, sink: Sink) -> int:
+    def _recv_body(self, sink: Sink) -> int:
         """Stream the body that follows the last header into `sink`; return its size.
 
         Buffered bytes come from the decoder; the rest is read straight into a

@@ -16,7 +16,18 @@ from tests.conftest import Daemon, start_daemon, stop_daemon
 from tests.ftpc_env import Ftpc, events, isolated_env, kinds, make_ftpc, md5, tree, write_tree
 
 FILES = {"a.txt": b"alpha", "sub/b.txt": b"beta" * 10, "sub/c.bin": bytes(3 << 20)}
-DONE_FIELDS = {"event", "op", "name", "bytes", "seconds", "digest", "checksum", "md5"}
+DONE_FIELDS = {
+    "event",
+    "op",
+    "name",
+    "bytes",
+    "seconds",
+    "digest",
+    "checksum",
+    "md5",
+    "sent",
+    "resumed_from",
+}
 
 
 @pytest.fixture

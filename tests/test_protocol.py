@@ -200,6 +200,9 @@ WORST: dict[str, Any] = {
     "overwrite": False,
     "on_conflict": "overwrite",
     "parents": False,
+    "resume": False,
+    "offset": MAX_SIZE,
+    "prefix": "f" * 128,
     "existed": False,
     "skipped": False,
     "created": False,
@@ -213,7 +216,7 @@ def test_worst_case_values_are_legal_and_at_the_limit() -> None:
     assert WORST.keys() == FIELDS.keys()
     for key, value in WORST.items():
         assert FIELDS[key](value) is None, key
-        if isinstance(value, str) and key not in ("md5", "sum"):
+        if isinstance(value, str) and key not in ("md5", "sum", "prefix"):
             assert FIELDS[key](value + "x") is not None, key
         elif isinstance(value, list):
             assert FIELDS[key]([*value, "x"]) is not None, key
