@@ -27,7 +27,7 @@ from ftpc.trust import TlsOptions
 from shared import __version__, digests
 from shared.cli import ByteSize, ConfigProblem, cli_errors
 from shared.digests import MD5
-from shared.errors import ConfigError
+from shared.errors import ConfigError, FtpError
 
 
 @dataclass
@@ -112,6 +112,12 @@ class Settings:
             if connect:
                 session.open()  # log in now, so that a bad password is the first thing said
             yield session
+        except FtpError as exc:  # the command failed as a whole (login, rm, ...)
+            session.reporter.failure("command", "", exc)
+            raise
+        except click.ClickException as exc:
+            session.reporter.settle(exc.exit_code)  # the summary says what the exit code says
+            raise
         finally:
             try:
                 session.close()

@@ -517,7 +517,7 @@ class Client:
         target = Path(dest) if dest is not None else Path.cwd()
         if target.is_dir():
             target = target / split_path(name)[1]
-        if mode != OVERWRITE and os.path.lexists(target):
+        if os.path.lexists(target):
             settled = self._local_conflict(name, target, mode, started)
             if settled is not None:
                 return settled

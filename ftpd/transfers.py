@@ -29,7 +29,7 @@ from shared.errors import (
     TransportError,
 )
 from shared.listing import encode_listing
-from shared.names import FAIL, OVERWRITE, RENAME, SKIP, check_path
+from shared.names import FAIL, OVERWRITE, SKIP, check_path
 from shared.protocol import MAX_INLINE, Message
 from shared.wire import Channel
 
@@ -205,11 +205,13 @@ class TransferVerbs:
                 # folder: sync it, so that this 'existed' promises no more than an 'ok'.
                 self.storage.sync_folder_of(name)
                 return Settled(name, size, claimed, existed=True)
+            if claimed is None and (conflict != OVERWRITE or not may_replace):
+                # Identical content is done in every mode: the client's checksum decides.
+                raise Exists(f"{name!r} already exists; send its checksum to compare")
             if conflict == SKIP:
                 return Settled(name, existing[0], existing[1], skipped=True)
-            if conflict == FAIL or (conflict == RENAME and claimed is None):
-                differs = " with other content" if claimed else ""
-                raise Exists(f"{name!r} already exists{differs}")
+            if conflict == FAIL:
+                raise Exists(f"{name!r} already exists with other content")
             if conflict == OVERWRITE and not may_replace:
                 raise PermissionDenied(
                     f"user {self.user!r} may not replace {name!r}: that needs the d permission"

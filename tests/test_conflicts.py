@@ -124,15 +124,6 @@ def test_put_of_identical_content_is_done_in_every_mode(
     assert skipped["reason"] == "same" and evs[-1]["exit"] == 0
 
 
-BUG_UNSEEN_CONTENT = (
-    "ftpd/transfers.py _begin (lines 205 and 211 at e292ad3): a 'put' without a checksum "
-    "(Client.put, and put_many for files over 1 MiB) is answered 'skipped' under skip, and "
-    "permission-denied under overwrite without d, before the content is compared; raising "
-    "Exists there when claimed is None, as for rename, lets the client prove it identical"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_UNSEEN_CONTENT)
 def test_a_large_identical_file_is_done_under_skip(ftpc: Ftpc) -> None:
     (ftpc.cwd / "big.bin").write_bytes(bytes(range(256)) * 8200)  # over 1 MiB: 'put'
     assert ftpc("put", "big.bin").exit_code == 0
@@ -141,7 +132,6 @@ def test_a_large_identical_file_is_done_under_skip(ftpc: Ftpc) -> None:
     assert skipped["reason"] == "same"
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_UNSEEN_CONTENT)
 def test_a_large_identical_file_is_done_without_the_d_permission(ftpc: Ftpc) -> None:
     (ftpc.cwd / "big.bin").write_bytes(bytes(range(256)) * 8200)
     assert ftpc("put", "big.bin", user="writer").exit_code == 0
@@ -150,7 +140,6 @@ def test_a_large_identical_file_is_done_without_the_d_permission(ftpc: Ftpc) -> 
     assert "already there" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_UNSEEN_CONTENT)
 def test_client_put_of_identical_content_under_skip_is_done(client: Client, tmp_path: Path) -> None:
     a = tmp_path / "a.txt"
     a.write_bytes(b"A")
@@ -237,14 +226,7 @@ def test_get_skip(ftpc: Ftpc, in_the_way: Path) -> None:
     "mode",
     [
         "fail",
-        pytest.param(
-            "overwrite",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="ftpc/client.py get (line 448 at e292ad3) compares the local file only "
-                "when mode != overwrite, so identical content is fetched again",
-            ),
-        ),
+        "overwrite",
         "rename",
         "skip",
     ],

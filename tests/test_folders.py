@@ -103,13 +103,6 @@ def test_ls_of_a_folder_by_path(ftpc: Ftpc) -> None:
     assert ftpc("ls", "../etc").exit_code == 2
 
 
-BUG_NUMBERS = (
-    "ftpc/listing.py resolve() returns the entry's name, not its path (line 43), and checks "
-    "a path token with check_name (line 23): numbers from `ls FOLDER` name files at the top"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_NUMBERS)
 def test_a_number_from_a_folder_listing_gets_that_file(ftpc: Ftpc, tmp_path: Path) -> None:
     write_tree(ftpc.cwd / "site", TREE)
     assert ftpc("put", "-r", "site").exit_code == 0
@@ -119,7 +112,6 @@ def test_a_number_from_a_folder_listing_gets_that_file(ftpc: Ftpc, tmp_path: Pat
     assert (tmp_path / "out" / "logo.png").read_bytes() == TREE["img/logo.png"]
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_NUMBERS)
 def test_ls_n_lists_the_folder_numbered_n(ftpc: Ftpc) -> None:
     write_tree(ftpc.cwd / "site", TREE)
     assert ftpc("put", "-r", "site").exit_code == 0
@@ -129,7 +121,6 @@ def test_ls_n_lists_the_folder_numbered_n(ftpc: Ftpc) -> None:
     assert result.stdout.splitlines()[2].endswith(" logo.png")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_NUMBERS)
 def test_numbers_and_paths_mix(ftpc: Ftpc, tmp_path: Path) -> None:
     write_tree(ftpc.cwd / "site", TREE)
     assert ftpc("put", "-r", "site").exit_code == 0

@@ -165,11 +165,6 @@ def test_too_large_is_exit_code_8(tmp_path: Path, users: UserStore) -> None:
     assert (error["code"], error["exit"]) == ("too-large", 8)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ftpc/cli.py Settings.session closes the reporter (writing the summary) before "
-    "cli_errors maps the failure, so a command failing as a whole ends with summary exit 0",
-)
 def test_the_summary_of_a_command_failing_as_a_whole_has_its_code(ftpc: Ftpc) -> None:
     result = ftpc("--json", "rm", "nothing")
     assert result.exit_code == 4
