@@ -168,7 +168,15 @@ def test_too_large_is_exit_code_8(tmp_path: Path, users: UserStore) -> None:
 def test_the_summary_of_a_command_failing_as_a_whole_has_its_code(ftpc: Ftpc) -> None:
     result = ftpc("--json", "rm", "nothing")
     assert result.exit_code == 4
-    assert events(result)[-1]["exit"] == 4
+    evs = events(result)
+    assert kinds(evs) == ["error", "summary"]
+    assert (evs[0]["op"], evs[0]["name"], evs[0]["code"]) == ("command", "", "not-found")
+    assert evs[-1]["exit"] == 4 and evs[-1]["failed"] == 1
+    # A refused login and a usage error that click does not see first: the same.
+    evs = events(ftpc("--json", "ls", FTPC_PASSWORD="wrong"))
+    assert evs[0]["code"] == "auth-failed" and evs[-1]["exit"] == 3
+    result = ftpc("--json", "put", "--overwrite", "--on-conflict", "skip", "x")
+    assert result.exit_code == 2 and events(result) == []
 
 
 def test_put_dry_run_reads_only_the_local_disk(ftpc: Ftpc, daemon: Daemon) -> None:
