@@ -61,8 +61,8 @@ def test_xxh3_get_of_a_file_stored_with_md5(daemon: Daemon, client: Client, tmp_
     (tmp_path / "f").write_bytes(b"stored the usual way")
     client.put(tmp_path / "f")
     with daemon.client(digest=FAST) as fast:
-        for _ in range(2):  # computed once, then from the catalog
-            got = fast.get("f", tmp_path / "g", overwrite=True)
+        for round_ in range(2):  # computed once, then from the catalog
+            got = fast.get("f", tmp_path / f"g{round_}")
             assert got.checksum == xxh(b"stored the usual way")
 
 
