@@ -208,6 +208,8 @@ def _show_plan(session: Session, op: str, plan: Plan, describe: Callable[[Item],
         op=op,
         files=len(plan.items),
         bytes=plan.total,
+        refused=len(plan.refused),
+        dry_run=True,
         text=f"would {op} {len(plan.items)} files, {human_size(plan.total)}",
     )
 

@@ -27,8 +27,6 @@ from shared.listing import Entry
 Progress = Callable[[int], None]
 Outcome = PutResult | GetResult | FtpError
 
-SMALL = 1 << 20
-"""Files up to this size get no bar of their own when several are moved."""
 PROGRESS_INTERVAL = 0.5
 """Seconds between two progress events of one transfer in --json mode."""
 
@@ -61,7 +59,7 @@ class Reporter:
         self.tally = Tally()
         self._lock = threading.Lock()
 
-    def plan(self, files: int, total_bytes: int, refused: int = 0) -> None:
+    def plan(self, op: str, files: int, total_bytes: int, refused: int = 0) -> None:
         """How much the command is about to move (for an overall bar), and how many of
         its arguments were refused before that."""
 
@@ -150,7 +148,7 @@ class HumanReporter(Reporter):
         else:
             self._echo(text)
 
-    def plan(self, files: int, total_bytes: int, refused: int = 0) -> None:
+    def plan(self, op: str, files: int, total_bytes: int, refused: int = 0) -> None:
         self._items = files + refused
         if self.bars and files > 1 and self.overall is None:
             self.overall = tqdm(
@@ -164,24 +162,26 @@ class HumanReporter(Reporter):
             )
 
     def start(self, op: str, name: str, size: int, job: int = 0) -> Progress:
-        """A bar for a file of its own; a small one among many only moves the overall bar."""
+        """The file's bar: one bar per job, reused file after file, under the overall bar."""
         if not self.bars:
             return _ignore
         overall = self.overall
-        if overall is not None and size <= SMALL:
-            return self._advance_overall
         with self._lock:
-            self._end(job)
-            bar = tqdm(
-                total=size,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=name,
-                position=job + (1 if overall is not None else 0),
-                leave=False,
-            )
-            self._bars[job] = bar
+            bar = self._bars.get(job)
+            if bar is None:
+                bar = tqdm(
+                    total=size,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=name,
+                    position=job + (1 if overall is not None else 0),
+                    leave=False,
+                )
+                self._bars[job] = bar
+            else:
+                bar.set_description_str(name, refresh=False)
+                bar.reset(total=size)
 
         def advance(n: int) -> None:
             with self._lock:
@@ -191,15 +191,13 @@ class HumanReporter(Reporter):
 
         return advance
 
-    def _advance_overall(self, n: int) -> None:
-        with self._lock:
-            if self.overall is not None:
-                self.overall.update(n)
-
     def _end(self, job: int) -> None:
-        bar = self._bars.pop(job, None)
-        if bar is not None:
-            bar.close()
+        """A lone file's bar goes when it is done; with several files, each job keeps its
+        bar for the next one."""
+        if self.overall is None:
+            bar = self._bars.pop(job, None)
+            if bar is not None:
+                bar.close()
 
     def _show(self, op: str, item: str, outcome: Outcome) -> None:
         if isinstance(outcome, FtpError):
@@ -222,8 +220,9 @@ class HumanReporter(Reporter):
         self._line(format_listing(entries))
 
     def close(self) -> None:
-        for job in list(self._bars):
-            self._end(job)
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
         if self.overall is not None:
             self.overall.close()
             self.overall = None
@@ -248,9 +247,9 @@ class JsonReporter(Reporter):
         out.write(json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n")
         out.flush()
 
-    def plan(self, files: int, total_bytes: int, refused: int = 0) -> None:
+    def plan(self, op: str, files: int, total_bytes: int, refused: int = 0) -> None:
         with self._lock:
-            self._emit("plan", files=files, bytes=total_bytes, refused=refused)
+            self._emit("plan", op=op, files=files, bytes=total_bytes, refused=refused)
 
     def start(self, op: str, name: str, size: int, job: int = 0) -> Progress:
         with self._lock:

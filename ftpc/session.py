@@ -117,7 +117,7 @@ class Session:
 
     def put(self, plan: Plan, how: Transfer) -> None:
         """Create the plan's folders, then upload its files, over `how.jobs` connections."""
-        self.reporter.plan(len(plan.items), plan.total, len(plan.refused))
+        self.reporter.plan("put", len(plan.items), plan.total, len(plan.refused))
         self.refuse("put", plan)
         if not plan.items:
             return
@@ -125,7 +125,9 @@ class Session:
         for folder in plan.folders:
             try:
                 if client.mkdir(folder, parents=True):
-                    self.reporter.note("mkdir", name=folder, text=f"created folder {folder}")
+                    self.reporter.note(
+                        "mkdir", name=folder, created=True, text=f"created folder {folder}"
+                    )
             except RequestError as exc:
                 self.reporter.failure("mkdir", folder, exc)
         units = _put_units(plan.items) if how.jobs > 1 else [plan.items]
@@ -162,7 +164,7 @@ class Session:
 
     def get(self, plan: Plan, how: Transfer) -> None:
         """Make the plan's local folders, then download its files over `how.jobs` connections."""
-        self.reporter.plan(len(plan.items), plan.total, len(plan.refused))
+        self.reporter.plan("get", len(plan.items), plan.total, len(plan.refused))
         self.refuse("get", plan)
         for folder in plan.folders:
             try:
@@ -239,7 +241,13 @@ class Session:
                     except (TransportError, ProtocolError):
                         return
             except FtpError as exc:
-                self.reporter.note("job-failed", job=number, text=f"job {number}: {exc}")
+                self.reporter.note(
+                    "job-failed",
+                    job=number,
+                    code=exc.code,
+                    message=str(exc),
+                    text=f"job {number} stopped: {exc}",
+                )
             finally:
                 for client in own:
                     client.close()

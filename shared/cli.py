@@ -23,6 +23,7 @@ from shared.errors import (
     Busy,
     ChecksumMismatch,
     ConfigError,
+    CredentialsUnavailable,
     Exists,
     FtpError,
     LocalFileExists,
@@ -63,6 +64,7 @@ EXIT_CODES: tuple[tuple[type[FtpError], int], ...] = (
     (TooLarge, SPACE),
     (BadName, USAGE),
     (ConfigError, USAGE),
+    (CredentialsUnavailable, AUTH),
 )
 """The first class an error is an instance of decides its code."""
 

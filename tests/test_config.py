@@ -329,7 +329,7 @@ def test_a_profile_logs_in_with_its_password_command(daemon: Daemon, tmp_path: P
     result = runner.invoke(ftpc_main, ["--config", str(cfg), "--profile", "test", "ls"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(ftpc_main, ["--config", str(cfg), "--profile", "broken", "ls"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # no password: fails as a login does
     assert result.stderr == (
         f"Error: profile 'broken': password_command {sys.executable!r} failed with exit status 3\n"
     )

@@ -3,6 +3,7 @@ summary's counts, an exit code per failure class; and what --dry-run does and do
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ def test_put_and_get_events_in_order(
     evs = events(result)
     assert evs[0] == {
         "event": "plan",
+        "op": "put",
         "files": 3,
         "bytes": sum(map(len, FILES.values())),
         "refused": 0,
@@ -197,7 +199,14 @@ def test_put_dry_run_reads_only_the_local_disk(ftpc: Ftpc, daemon: Daemon) -> No
     evs = events(ftpc("--json", "put", "-n", "up/a.txt", "up/nothing.txt"))
     assert kinds(evs) == ["error", "would", "plan", "summary"]
     assert evs[1] == {"event": "would", "op": "put", "name": "a.txt", "path": "up/a.txt", "size": 5}
-    assert evs[2] == {"event": "plan", "op": "put", "files": 1, "bytes": 5}
+    assert evs[2] == {
+        "event": "plan",
+        "op": "put",
+        "files": 1,
+        "bytes": 5,
+        "refused": 1,
+        "dry_run": True,
+    }
     assert evs[-1]["exit"] == 1
 
 
@@ -209,3 +218,22 @@ def test_get_dry_run_lists_but_moves_nothing(ftpc: Ftpc, tmp_path: Path) -> None
     assert result.stdout.count("would get") == 4 and f"-> {out}/up/sub/c.bin" in result.stdout
     assert not out.exists()
     assert ftpc("get", "-n", "up/a.txt", FTPC_PASSWORD="wrong").exit_code == 3  # it logs in
+
+
+def test_a_file_rotted_on_the_server_fails_with_the_checksum_code(
+    ftpc: Ftpc, daemon: Daemon
+) -> None:
+    """The server's md5 is from the catalog; bytes changed under it (same size, time and
+    inode: bit rot) arrive, fail the client's check, and nothing is saved (exit 6)."""
+    assert ftpc("put", "up/a.txt").exit_code == 0
+    stored = daemon.root / "a.txt"
+    before = stored.stat()
+    with open(stored, "r+b") as f:
+        f.write(b"X")
+    os.utime(stored, ns=(before.st_atime_ns, before.st_mtime_ns))
+    result = ftpc("--json", "get", "--by-name", "a.txt", "-o", "down")
+    assert result.exit_code == 6, result.output
+    [error] = of(events(result), "error")
+    assert (error["code"], error["exit"]) == ("checksum-mismatch", 6)
+    assert events(result)[-1]["exit"] == 6
+    assert not (ftpc.cwd / "down" / "a.txt").exists()

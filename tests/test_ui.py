@@ -40,7 +40,7 @@ def test_listing_table_and_json() -> None:
 
 def test_bars_when_enabled(capsys: pytest.CaptureFixture[str]) -> None:
     reporter = HumanReporter(True, print)
-    reporter.plan(2, 30 << 20)
+    reporter.plan("put", 2, 30 << 20)
     one = reporter.start("put", "one", 10 << 20, job=0)
     two = reporter.start("put", "two", 20 << 20, job=1)
     one(10 << 20)
@@ -59,7 +59,7 @@ def test_bars_when_enabled(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bars_when_disabled_only_echo(capsys: pytest.CaptureFixture[str]) -> None:
     lines: list[str] = []
     reporter = HumanReporter(False, lines.append)
-    reporter.plan(1, 10)
+    reporter.plan("put", 1, 10)
     reporter.start("put", "x", 10)(10)
     reporter.outcome("put", "x", PutResult("x", 10, "0" * 32, True, 0.1))
     reporter.close()
@@ -73,7 +73,7 @@ def test_json_events_are_one_object_per_line(monkeypatch: pytest.MonkeyPatch) ->
     reporter = JsonReporter(out)
     clock = iter([0.0, 0.1, 0.7, 0.8, 2.0])
     monkeypatch.setattr("ftpc.report.time.monotonic", lambda: next(clock, 9.0))
-    reporter.plan(2, 100)
+    reporter.plan("get", 2, 100)
     progress = reporter.start("get", "a/b", 100)
     progress(10)  # 0.1 s after the start: too soon for an event
     progress(10)  # 0.7 s: one event
