@@ -227,6 +227,19 @@ class Client:
             raise error_from_wire(msg["code"], msg["message"])
         return msg
 
+    def _require(self, capability: str, what: str) -> None:
+        """Refuse, before sending, what an older server would take as a protocol error."""
+        if capability not in self.hello.get("capabilities", []):
+            raise BadRequest(f"this server cannot do {what} (no {capability!r} capability)")
+
+    def _require_for(self, path: str, mode: dict[str, object] | None = None) -> None:
+        if "/" in path:
+            self._require("folders", "folders")
+        if mode and "on_conflict" in mode:
+            self._require("on-conflict", f"--on-conflict {mode['on_conflict']}")
+        if mode and mode.get("resume"):
+            self._require("resume", "resumable transfers")
+
     def _drop(self) -> None:
         """After a broken transfer the stream is out of frame: nothing more can be sent."""
         self.chan.close()
@@ -273,7 +286,10 @@ class Client:
     def list(self, folder: str = "") -> list[Entry]:
         """The files and folders in `folder` (default: the top), each with its 1-based index;
         also kept as `last_listing`. Each entry's `path` is its full path."""
-        self.last_listing = self._fetch_listing(check_folder(folder))
+        folder = check_folder(folder)
+        if folder:
+            self._require("folders", "folders")
+        self.last_listing = self._fetch_listing(folder)
         return self.last_listing
 
     def _fetch_listing(self, folder: str = "") -> list[Entry]:
@@ -353,11 +369,15 @@ class Client:
         mode: dict[str, object] = dict(conflict_fields(conflict_mode(overwrite, on_conflict)))
         if resume:
             mode["resume"] = True
+        self._require_for(name, mode)
         with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             algo = self.digest
             named = {} if algo == MD5 else {"digest": algo}
-            self.chan.send("put", name=name, size=size, **mode, **named)
+            # Overwrite is asked for only once the name is known to be taken by other
+            # content: a first put without it finds out, so identical bytes are never resent.
+            first = {k: v for k, v in mode.items() if v != OVERWRITE}
+            self.chan.send("put", name=name, size=size, **first, **named)
             trailer = True
             try:
                 reply = self._reply("continue", "ok")
@@ -481,6 +501,7 @@ class Client:
     def mkdir(self, path: str, *, parents: bool = False) -> bool:
         """Create a folder; with `parents`, also those above it, and an existing one is fine.
         Returns whether it was created."""
+        self._require("folders", "folders")
         self.chan.send("mkdir", name=check_path(path), **({"parents": True} if parents else {}))
         return bool(self._reply("ok").get("created"))
 
@@ -521,6 +542,7 @@ class Client:
             settled = self._local_conflict(name, target, mode, started)
             if settled is not None:
                 return settled
+        self._require_for(name, {"resume": resume})
         algo = self.digest
         part = resume_part(target) if resume else None
         have, base = _resumable_bytes(part, algo) if part is not None else (0, None)

@@ -99,6 +99,7 @@ def put_many(
         started = time.monotonic()
         try:
             name = check_path(names[index] if names is not None else path.name)
+            client._require_for(name, conflict_fields(conflict))
             data = _read_small(path) if pipelined else None
         except (RequestError, LocalFileError) as exc:
             settle(_InFlight(index, path, path.name, 0, "", started), exc)

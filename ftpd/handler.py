@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from ftpd.auth import Account
     from ftpd.server import FtpServer
 
-CAPABILITIES = ["md5", "md5-trailer", "overwrite", "upload"]
+CAPABILITIES = ["md5", "md5-trailer", "overwrite", "upload", "folders", "on-conflict", "resume"]
+"""What this server does beyond the first protocol: a client checks before it asks."""
 MIN_RCVBUF = 8 << 10
 MAX_RCVBUF = 1 << 20
 """Bounds of the receive buffer of a rate-limited session (the kernel doubles it)."""

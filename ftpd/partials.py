@@ -35,7 +35,12 @@ class Partial:
     digest: str
     md5: str | None
 
-    def matches(self, owner: str | None, name: str, size: int, digest: str) -> bool:
+    def matches(
+        self, owner: str | None, name: str, size: int, digest: str, md5: str | None
+    ) -> bool:
+        """The same upload: same account, path, size and digest, and no md5 that differs."""
+        if md5 is not None and self.md5 is not None and md5 != self.md5:
+            return False
         return (self.owner, self.name, self.size, self.digest) == (owner, name, size, digest)
 
 
@@ -98,7 +103,9 @@ class Partials:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def claim(self, owner: str | None, name: str, size: int, digest: str) -> Partial | None:
+    def claim(
+        self, owner: str | None, name: str, size: int, digest: str, md5: str | None = None
+    ) -> Partial | None:
         """The resumable partial of this upload, reserved for the caller; None if there is
         none (or another session is using it)."""
         if self.ttl <= 0:
@@ -110,7 +117,7 @@ class Partials:
                 if id_ in self._active or self._expired(id_):
                     continue
                 partial = self._read(id_)
-                if partial is not None and partial.matches(owner, name, size, digest):
+                if partial is not None and partial.matches(owner, name, size, digest, md5):
                     self._active.add(id_)
                     return partial
         return None

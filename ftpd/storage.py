@@ -299,7 +299,7 @@ class Storage:
         itself kept for resuming if its connection drops.
         """
         name = check_path(name)
-        partial = self.partials.claim(owner, name, size, digest) if resumable else None
+        partial = self.partials.claim(owner, name, size, digest, md5) if resumable else None
         try:
             on_disk = os.stat(self.partials.part(partial.id)).st_size if partial else 0
             with self._reserve_lock:

@@ -46,7 +46,8 @@ class Upload:
         self.storage = storage
         self.name = name
         self.size = size
-        self.resumable = resumable
+        self.resumable = resumable and storage.partials.ttl > 0
+        """Kept for a resume if the connection drops (never with a TTL of 0)."""
         self.conflict = conflict
         """What publishing does if the name is taken: fail, overwrite, or rename."""
         self.owner = owner
@@ -160,7 +161,10 @@ class Upload:
 
     def _publish(self, dir_fd: int, leaf: str) -> None:
         """Put the synced file under its name in `dir_fd` in one atomic step (the folder is
-        not synced). With `rename`, a taken name gets the first free numbered variant."""
+        not synced). With `rename`, a taken name gets the first free numbered variant.
+
+        If another session stored these very bytes under the name meanwhile (a retry racing
+        the upload whose reply it never saw), the name already holds them: done."""
         try:
             if self.conflict == OVERWRITE:
                 os.replace(self.path, leaf, dst_dir_fd=dir_fd)
@@ -170,21 +174,33 @@ class Upload:
                 if self.conflict == RENAME
                 else iter([leaf])
             )
-            for candidate in candidates:
+            for n, candidate in enumerate(candidates):
                 try:
                     # link() refuses an existing name atomically, unlike rename().
                     os.link(self.path, candidate, dst_dir_fd=dir_fd)
                 except FileExistsError:
+                    if n == 0 and self._stored_already():
+                        return
                     continue
                 folder = self.name.rpartition("/")[0]
                 self.name = f"{folder}/{candidate}" if folder else candidate
                 return
-            what = f"{self.name!r} and its first {RENAME_TRIES - 1} numbered variants"
-            raise Exists(f"{what if self.conflict == RENAME else repr(self.name)} already exist")
+            if self.conflict == RENAME:
+                raise Exists(
+                    f"{self.name!r} and its first {RENAME_TRIES - 1} numbered variants"
+                    " already exist"
+                )
+            raise Exists(f"{self.name!r} already exists with other content")
         finally:
             _unlink(self.path)
             if self.resumable:
                 self.storage.partials.drop(self.id)
+
+    def _stored_already(self) -> bool:
+        try:
+            return self.storage.existing_sum(self.name, self.digest) == (self.size, self.checksum)
+        except FtpError:
+            return False
 
     def abort(self) -> None:
         """Drop the staging file; the published version, if any, is untouched."""

@@ -187,7 +187,7 @@ def test_a_download_part_that_differs_starts_over(daemon: Daemon, tmp_path: Path
 
 def test_get_refuses_an_offset_it_did_not_ask_for(tmp_path: Path) -> None:
     from shared.errors import RemoteProtocolError
-    from tests.conftest import fake_hello, fake_server
+    from tests.conftest import fake_server
 
     body = b"x" * 10
     reply = encode(
@@ -195,10 +195,42 @@ def test_get_refuses_an_offset_it_did_not_ask_for(tmp_path: Path) -> None:
     )
     from ftpc.client import Client
 
-    with fake_server(fake_hello() + reply + body) as port:
+    hello = encode(
+        "hello",
+        Role.SERVER,
+        version=1,
+        server="fake",
+        mechanisms=["SCRAM-SHA-256"],
+        capabilities=["resume"],
+        max_header=65536,
+    )
+    with fake_server(hello + reply + body) as port:
         c = Client("127.0.0.1", port)
         with pytest.raises(RemoteProtocolError, match="resume"):
             c.get("f", tmp_path, resume=True)
+        c.close()
+
+
+def test_a_server_without_the_capability_is_not_asked(tmp_path: Path) -> None:
+    """An older server would take the new fields as a protocol error: refuse before sending."""
+    from ftpc.client import Client
+    from shared.errors import BadRequest
+    from tests.conftest import fake_hello, fake_server
+
+    (tmp_path / "f").write_bytes(b"x")
+    with fake_server(fake_hello()) as port:
+        c = Client("127.0.0.1", port)
+        for call, what in (
+            (lambda: c.get("f", tmp_path / "g", resume=True), "resumable"),
+            (lambda: c.put(tmp_path / "f", resume=True), "resumable"),
+            (lambda: c.put(tmp_path / "f", "a/f"), "folders"),
+            (lambda: c.put(tmp_path / "f", on_conflict="rename"), "on-conflict"),
+            (lambda: c.mkdir("a"), "folders"),
+            (lambda: c.list("a"), "folders"),
+        ):
+            with pytest.raises(BadRequest, match=what):
+                call()
+        assert c.connected
         c.close()
 
 
@@ -287,8 +319,12 @@ def test_kill_the_client_at_half_a_download_and_resume(
 def test_retries_resume_after_the_server_drops_the_connection(
     daemon: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """--retries: a connection cut mid-upload is made again, and the upload resumes."""
-    path = _file(tmp_path)
+    """--retries: a connection cut mid-upload is made again, and the upload resumes.
+
+    The cut comes early (after 1 MiB of 16), so the rest cannot already be in flight in
+    socket buffers and let the first attempt finish regardless."""
+    size = 16 << 20
+    path = _file(tmp_path, size=size)
     cut = {"done": False}
     original = Storage.begin_upload
 
@@ -299,7 +335,7 @@ def test_retries_resume_after_the_server_drops_the_connection(
 
             def write_then_drop(chunk: memoryview) -> None:
                 write(chunk)
-                if upload.received >= SIZE // 2 and not cut["done"]:
+                if upload.received >= 1 << 20 and not cut["done"]:
                     cut["done"] = True
                     for session in list(daemon.server._sessions):
                         session.abort()
@@ -324,5 +360,5 @@ def test_retries_resume_after_the_server_drops_the_connection(
     kinds = [e["event"] for e in events]
     assert "retry" in kinds and kinds[-1] == "summary"
     [done] = [e for e in events if e["event"] == "done"]
-    assert done["resumed_from"] > 0 and done["sent"] < SIZE
+    assert done["resumed_from"] > 0 and done["sent"] < size
     assert (daemon.root / "big.bin").read_bytes() == path.read_bytes()

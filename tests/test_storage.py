@@ -252,3 +252,17 @@ def test_gitkeep_placeholder_is_not_a_stored_file(storage: Storage) -> None:
     with pytest.raises(BadName):
         storage.begin_upload(".gitkeep", 1, "overwrite")
     assert (storage.root / ".gitkeep").exists()
+
+
+def test_identical_bytes_published_meanwhile_count_as_stored(storage: Storage) -> None:
+    """A retry racing the upload whose reply it never saw: the name holds its bytes, done."""
+    up = storage.begin_upload("f", 3, "fail")
+    up.write(memoryview(b"one"))
+    store(storage, "f", b"one")  # the first attempt lands first
+    entry = up.commit()
+    assert entry.name == "f" and (storage.root / "f").read_bytes() == b"one"
+    assert not list(storage.staging.iterdir())
+    renamed = storage.begin_upload("f", 3, "rename")
+    renamed.write(memoryview(b"one"))
+    assert renamed.commit().name == "f"  # no f.1 copy of the same bytes
+    assert sorted(p.name for p in storage.root.iterdir() if p.name != ".ftpd") == ["f"]
