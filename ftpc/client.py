@@ -12,38 +12,24 @@ Every failure is one of the typed errors in `shared.errors`.
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import ssl
-import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import scramp
 
-from ftpc.files import (
-    GetResult,
-    PutResult,
-    checksum_of,
-    create_part,
-    open_regular,
-    publish,
-    resume_part,
-)
+from ftpc.files import GetResult, PutResult
 from ftpc.listing import Entry, decode_listing, is_index, resolve
 from ftpc.trust import TlsOptions, choose_mechanism, open_tls
 from shared import digests
-from shared.digests import MD5, sum_field, sum_fields
+from shared.digests import MD5
 from shared.errors import (
     AuthFailed,
     BadRequest,
-    ChecksumMismatch,
-    Exists,
     FtpError,
-    LocalFileError,
-    LocalFileExists,
     NotFound,
     ProtocolError,
     RemoteProtocolError,
@@ -54,19 +40,16 @@ from shared.errors import (
     error_from_wire,
 )
 from shared.names import (
-    CONFLICTS,
-    FAIL,
     MAX_DEPTH,
-    OVERWRITE,
-    SKIP,
     check_folder,
     check_path,
+    conflict_fields,
+    conflict_mode,
     split_path,
 )
 from shared.protocol import PROTOCOL_VERSION, Message, Role
 from shared.ratelimit import TokenBucket
 from shared.wire import Channel
-from shared.writeback import WriteBehind
 
 DEFAULT_PORT = 8021
 MAX_LISTING = 256 << 20
@@ -74,51 +57,6 @@ MAX_LISTING = 256 << 20
 
 Progress = Callable[[int], None]
 """Called with the number of bytes moved since the previous call."""
-
-
-def _resumable_bytes(part: Path, algo: str) -> tuple[int, digests.Hasher | None]:
-    """How many bytes an earlier download left in `part`, and their hash."""
-    try:
-        fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return 0, None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return 0, None
-        hasher, have = digests.hash_prefix(fd, os.fstat(fd).st_size, algo)
-        return have, hasher
-    except OSError:
-        return 0, None
-    finally:
-        os.close(fd)
-
-
-def _open_part(part: Path, start: int) -> int:
-    """The resumable part file, cut to `start` bytes and positioned there."""
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, f"{part} is not a regular file")
-        os.ftruncate(fd, start)
-        os.lseek(fd, start, os.SEEK_SET)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def conflict_mode(overwrite: bool, on_conflict: str | None) -> str:
-    """One of CONFLICTS; `overwrite=True` is the older spelling of on_conflict="overwrite"."""
-    mode = on_conflict or (OVERWRITE if overwrite else FAIL)
-    if mode not in CONFLICTS:
-        raise ValueError(f"on_conflict must be one of {', '.join(CONFLICTS)}, not {mode!r}")
-    if overwrite and mode != OVERWRITE:
-        raise ValueError(f"overwrite=True contradicts on_conflict={mode!r}")
-    return mode
-
-
-def conflict_fields(mode: str) -> dict[str, str]:
-    return {} if mode == FAIL else {"on_conflict": mode}
 
 
 class Client:
@@ -363,6 +301,8 @@ class Client:
         later resumable put of the same file sends only the rest, once the checksums of
         the bytes already there agree (`PutResult.resumed_from` says where it started).
         """
+        from ftpc.upload import put_file  # it builds on this module
+
         started = time.monotonic()
         path = Path(path)
         name = check_path(name if name is not None else path.name)
@@ -370,84 +310,7 @@ class Client:
         if resume:
             mode["resume"] = True
         self._require_for(name, mode)
-        with open_regular(path) as f:
-            size = os.fstat(f.fileno()).st_size
-            algo = self.digest
-            named = {} if algo == MD5 else {"digest": algo}
-            # Overwrite is asked for only once the name is known to be taken by other
-            # content: a first put without it finds out, so identical bytes are never resent.
-            first = {k: v for k, v in mode.items() if v != OVERWRITE}
-            self.chan.send("put", name=name, size=size, **first, **named)
-            trailer = True
-            try:
-                reply = self._reply("continue", "ok")
-            except Exists:
-                # Identical content counts as success: prove it with the local checksum.
-                local = checksum_of(f, algo)
-                fields = sum_fields(algo, local)
-                self.chan.send("put", name=name, size=size, **mode, **fields)
-                reply = self._reply("ok", "continue")
-                trailer = False
-            if reply.type == "ok":
-                return self._settled(reply, started)
-            start, base = self._agree_on_prefix(f.fileno(), reply)
-            if start and on_progress is not None:
-                on_progress(start)
-            # The kernel sends the file while a second thread hashes it: two cores at work.
-            hasher = digests.FileHasher(f.fileno(), size, algo, start=start, base=base)
-            try:
-                self.chan.send("data", size=size - start, **({"offset": start} if start else {}))
-                f.seek(start)
-                self.chan.send_body(f, size - start, on_sent=on_progress)
-                value = hasher.result()
-            except OSError as exc:
-                hasher.close()
-                self._drop()
-                raise LocalFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
-            except BaseException:
-                # Interrupted mid-body (even by Ctrl-C): the stream is out of frame.
-                hasher.close()
-                self._drop()
-                raise
-            if trailer:
-                self.chan.send("done", **{sum_field(algo): value})
-            ok = self._reply("ok")
-        if self._sum(ok) != value:
-            raise ChecksumMismatch(f"server stored {algo} {self._sum(ok)}, we sent {value}")
-        seconds = time.monotonic() - started
-        stored = ok.get("name", name)
-        return PutResult(
-            stored, size, value, bool(ok.get("existed")), seconds, algo, resumed_from=start
-        )
-
-    def _agree_on_prefix(self, fd: int, reply: Message) -> tuple[int, digests.Hasher | None]:
-        """Where to start sending: the server's offset if our first bytes hash as its do.
-
-        Returns (offset, the hash of our bytes before it); (0, None) to start over.
-        """
-        offset = reply.get("offset", 0)
-        if not offset:
-            return 0, None
-        try:
-            hasher, got = digests.hash_prefix(fd, offset, self.digest)
-        except OSError as exc:
-            self._drop()
-            raise LocalFileError(f"cannot read the file to resume: {exc.strerror}") from exc
-        if got == offset and hasher.hexdigest() == reply.get("prefix"):
-            return offset, hasher
-        return 0, None  # our file changed since: never splice, send it all
-
-    def _settled(self, reply: Message, started: float) -> PutResult:
-        """The result of a put the server answered without taking any bytes."""
-        return PutResult(
-            reply.get("name", ""),
-            reply.get("size", 0),
-            self._sum(reply),
-            bool(reply.get("existed")),
-            time.monotonic() - started,
-            self.digest,
-            bool(reply.get("skipped")),
-        )
+        return put_file(self, path, name, mode, on_progress, started)
 
     def _sum(self, msg: Message) -> str:
         """The checksum a reply carries, in this session's digest."""
@@ -532,123 +395,12 @@ class Client:
         interrupted download leaves behind; the next resumable get asks only for the rest,
         once the server confirms the checksum of the bytes already here.
         """
+        from ftpc.download import get_file  # it builds on this module
+
         started = time.monotonic()
         name = check_path(name)
         mode = conflict_mode(overwrite, on_conflict)
-        target = Path(dest) if dest is not None else Path.cwd()
-        if target.is_dir():
-            target = target / split_path(name)[1]
-        if os.path.lexists(target):
-            settled = self._local_conflict(name, target, mode, started)
-            if settled is not None:
-                return settled
-        self._require_for(name, {"resume": resume})
-        algo = self.digest
-        part = resume_part(target) if resume else None
-        have, base = _resumable_bytes(part, algo) if part is not None else (0, None)
-        request: dict[str, object] = {} if algo == MD5 else {"digest": algo}
-        if have and base is not None:
-            request.update(offset=have, prefix=base.hexdigest())
-        self.chan.send("get", name=name, **request)
-        header = self._reply("file")
-        if header["name"] != name:
-            self._drop()
-            raise RemoteProtocolError(f"asked for {name!r}, the server sent {header['name']!r}")
-        start = header.get("offset", 0)
-        if start not in (0, have):
-            self._drop()
-            raise RemoteProtocolError(f"asked to resume at byte {have}, the server sent {start}")
-        try:
-            if part is not None:
-                fd, tmp = _open_part(part, start), str(part)
-            else:
-                fd, tmp = create_part(target)
-        except OSError as exc:
-            self._drop()
-            raise LocalFileError(f"cannot write in {target.parent}: {exc.strerror}") from exc
-        keep = part is not None  # an interrupted resumable download keeps its bytes
-        try:
-            claimed = self._sum(header)
-            if start and on_progress is not None:
-                on_progress(start)
-            value = self._receive_into(fd, on_progress, base if start else None)
-            if value != claimed:
-                keep = False
-                raise ChecksumMismatch(
-                    f"{name!r} arrived with {algo} {value}, the server said {claimed}:"
-                    " nothing was saved"
-                )
-            landed = publish(Path(tmp), target, mode)
-        except OSError as exc:
-            raise LocalFileError(f"cannot write {target}: {exc.strerror}") from exc
-        except (TransportError, ProtocolError):
-            raise
-        except BaseException:
-            keep = False
-            raise
-        finally:
-            if not keep:
-                Path(tmp).unlink(missing_ok=True)
-        seconds = time.monotonic() - started
-        total = start + header["size"]
-        return GetResult(name, landed, total, value, seconds, algo, resumed_from=start)
-
-    def _local_conflict(
-        self, name: str, target: Path, mode: str, started: float
-    ) -> GetResult | None:
-        """A local file is in the way: the result if there is nothing to fetch, else None."""
-        entry = self.stat(name)
-        if entry.is_folder:
-            raise NotFound(f"{name!r} is a folder: download it with get -r")
-        try:
-            with open_regular(target) as f:
-                same = checksum_of(f, MD5) == entry.md5
-        except LocalFileError:
-            same = False  # a folder, link or unreadable file: not the same content
-        if same or mode == SKIP:
-            seconds = time.monotonic() - started
-            return GetResult(
-                name, target, entry.size, entry.md5, seconds, MD5, existed=same, skipped=not same
-            )
-        if mode == FAIL:
-            raise LocalFileExists(
-                f"{target} already exists with other content;"
-                " choose --on-conflict overwrite, rename or skip"
-            )
-        return None
-
-    def _receive_into(
-        self, fd: int, on_progress: Progress | None, base: digests.Hasher | None = None
-    ) -> str:
-        """Write the body into `fd`, hashing it on the way (after `base`, the hash of the
-        bytes before, for a resumed download); fsync before anyone renames it."""
-        digest = digests.hasher_for_stream(self.digest, base)
-        behind = WriteBehind(fd)
-        try:
-            with os.fdopen(fd, "wb", buffering=0) as out:
-
-                def received(chunk: memoryview) -> None:
-                    digest.update(chunk)
-                    rest = chunk
-                    while rest:
-                        rest = rest[out.write(rest) :]
-                    behind.wrote(len(chunk))
-                    if on_progress is not None:
-                        on_progress(len(chunk))
-
-                try:
-                    self.chan.recv_body(received)
-                except BaseException:
-                    behind.wait()
-                    self._drop()  # the rest of the body is still on the wire
-                    raise
-                behind.finish()
-            return digest.hexdigest()
-        finally:
-            if isinstance(digest, digests.BackgroundHasher):
-                digest.close()
-
-    # --- delete ----------------------------------------------------------------
+        return get_file(self, name, dest, mode, on_progress, resume, started)
 
     def remove(self, name: str) -> str:
         """Delete a stored file, or an empty folder."""

@@ -16,11 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftpc.client import Client, Progress, PutResult, conflict_fields, open_regular
+from ftpc.client import Client, Progress, PutResult
+from ftpc.files import open_regular
+from ftpc.upload import settled_result
 from shared import digests
 from shared.digests import sum_fields
 from shared.errors import ChecksumMismatch, LocalFileError, RequestError
-from shared.names import check_path
+from shared.names import check_path, conflict_fields
 from shared.protocol import MAX_INLINE, Role, encode
 
 WINDOW = 128
@@ -80,7 +82,7 @@ def put_many(
                 settle(item, exc)
                 continue
             if ok.get("skipped"):
-                settle(item, client._settled(ok, item.started))
+                settle(item, settled_result(client, ok, item.started))
                 continue
             stored = client._sum(ok)
             if stored != item.checksum:

@@ -24,15 +24,13 @@ import shutil
 import stat
 import threading
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from ftpd.catalog import Md5Cache
 from ftpd.partials import DEFAULT_TTL, Partials
+from ftpd.reading import Entry, Opened
 from ftpd.tree import Tree
 from ftpd.upload import Upload
-from shared import digests
 from shared.digests import MD5
 from shared.errors import (
     BadName,
@@ -45,7 +43,7 @@ from shared.errors import (
     QuotaExceeded,
     TooLarge,
 )
-from shared.listing import FILE, FOLDER
+from shared.listing import FOLDER
 from shared.names import (
     FAIL,
     RESERVED_PREFIX,
@@ -57,7 +55,8 @@ from shared.names import (
 )
 from shared.writeback import syncfs, syncfs_available
 
-HASH_CHUNK = 1 << 20
+__all__ = ["Entry", "RootInUse", "Storage", "Upload"]
+
 GROUP_SYNC = 4
 """From this many files on, a group commit flushes the disk once (syncfs), not file by file."""
 
@@ -66,28 +65,6 @@ class RootInUse(FtpError):
     """Another daemon holds this root: two would purge each other's uploads."""
 
     code = "root-in-use"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """What a listing shows of one stored file or folder (`name` is its path)."""
-
-    name: str
-    size: int
-    mtime: int
-    md5: str
-    kind: str = FILE
-
-
-def hash_file(f: BinaryIO, algo: str = MD5) -> str:
-    """Checksum of an open file from its current position (for files not hashed on receipt)."""
-    digest = digests.new(algo)
-    size = os.fstat(f.fileno()).st_size
-    buf = bytearray(max(1, min(HASH_CHUNK, size + 1)))
-    view = memoryview(buf)
-    while n := f.readinto(buf):  # type: ignore[attr-defined]
-        digest.update(view[:n])
-    return digest.hexdigest()
 
 
 class Storage:
@@ -192,7 +169,7 @@ class Storage:
                 if row and row[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
                     md5 = row[3]
                 else:
-                    opened = _Opened(self, path, remember=False)
+                    opened = Opened(self, path, remember=False)
                     try:
                         with opened as (_, entry):
                             md5 = entry.md5
@@ -205,11 +182,11 @@ class Storage:
         entries.sort(key=lambda e: e.name)
         return entries
 
-    def open(self, name: str, digest: str = MD5) -> _Opened:
+    def open(self, name: str, digest: str = MD5) -> Opened:
         """Open a published file for reading without following a symlink.
 
         The opener's `checksum` is the file's `digest` (cached, or computed now)."""
-        return _Opened(self, check_path(name), digest=digest)
+        return Opened(self, check_path(name), digest=digest)
 
     # --- writing ---------------------------------------------------------------
 
@@ -424,61 +401,6 @@ class Storage:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise NoSpace("the server ran out of disk space") from exc
             raise InternalError(f"cannot create {path!r}: {exc.strerror}") from exc
-
-
-class _Opened:
-    """Context manager yielding (file, Entry) for a published file."""
-
-    def __init__(
-        self, storage: Storage, name: str, remember: bool = True, digest: str = MD5
-    ) -> None:
-        """With remember=False the cache is neither read nor written (the caller batches)."""
-        self.storage = storage
-        self.name = name
-        self.remember = remember
-        self.digest = digest
-        self.checksum = ""
-        self.file: BinaryIO | None = None
-        self.stat: os.stat_result
-
-    def __enter__(self) -> tuple[BinaryIO, Entry]:
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        try:
-            with self.storage.tree.parent(self.name) as (dir_fd, leaf):
-                fd = os.open(leaf, flags, dir_fd=dir_fd)
-        except FileNotFoundError as exc:
-            raise NotFound(f"no file named {self.name!r}") from exc
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
-                raise NotFound(f"no file named {self.name!r}") from exc
-            raise InternalError(f"cannot open {self.name!r}: {exc.strerror}") from exc
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise NotFound(f"no file named {self.name!r}")
-        self.file = f = os.fdopen(fd, "rb", buffering=0)
-        self.stat = st
-        try:
-            cache = self.storage.cache
-            value = cache.lookup(self.name, st, self.digest) if self.remember else None
-            if value is None:
-                value = hash_file(f, self.digest)
-                f.seek(0)
-                if self.remember:
-                    cache.store(self.name, st, value, self.digest)
-            md5 = value if self.digest == MD5 else (cache.lookup(self.name, st) or "")
-        except OSError as exc:
-            f.close()  # __exit__ will not run
-            raise InternalError(f"cannot read {self.name!r}: {exc.strerror}") from exc
-        except BaseException:
-            f.close()
-            raise
-        self.checksum = value
-        return f, Entry(self.name, st.st_size, st.st_mtime_ns // 10**9, md5)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.file is not None:
-            self.file.close()
 
 
 def _disk_error(exc: OSError) -> FtpError:

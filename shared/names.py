@@ -105,3 +105,17 @@ def numbered(name: str, n: int) -> str:
 
 def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
+
+
+def conflict_mode(overwrite: bool, on_conflict: str | None) -> str:
+    """One of CONFLICTS; `overwrite=True` is the older spelling of on_conflict="overwrite"."""
+    mode = on_conflict or (OVERWRITE if overwrite else FAIL)
+    if mode not in CONFLICTS:
+        raise ValueError(f"on_conflict must be one of {', '.join(CONFLICTS)}, not {mode!r}")
+    if overwrite and mode != OVERWRITE:
+        raise ValueError(f"overwrite=True contradicts on_conflict={mode!r}")
+    return mode
+
+
+def conflict_fields(mode: str) -> dict[str, str]:
+    return {} if mode == FAIL else {"on_conflict": mode}
