@@ -1,4 +1,5 @@
-"""A token bucket that paces body bytes to a rate: `ftpc --limit-rate` and per-account rates.
+"""Rates of body bytes: a token bucket that paces them (`ftpc --limit-rate`, per-account
+rates), and a guard that drops a peer moving them too slowly (`ftpd serve --min-rate`).
 
 The bucket is charged after the bytes moved and, when it is in debt, sleeps
 until the debt is paid: the average never exceeds `rate`, and a burst never
@@ -15,6 +16,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+
+from shared.errors import TransportError
 
 MAX_BURST = 64 << 10
 """Largest burst, and so the largest piece moved per system call, when throttled."""
@@ -73,3 +76,37 @@ class TokenBucket:
             with self._lock:
                 self.slept += delay
         return delay
+
+
+class RateGuard:
+    """Drops a transfer that averages under `min_rate` bytes/s over any `window` seconds.
+
+    Time this side chose to wait (its own throttle, see `excuse`) is not the
+    peer's fault, and does not count: a deliberately slow transfer is not dropped.
+    """
+
+    def __init__(
+        self, min_rate: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.min_rate = min_rate
+        self.window = window
+        self.clock = clock
+        self._start = clock()
+        self._count = 0
+
+    def update(self, n: int) -> None:
+        self._count += n
+        now = self.clock()
+        elapsed = now - self._start
+        if elapsed < self.window:
+            return
+        if self._count < self.min_rate * elapsed:
+            raise TransportError(
+                f"transfer too slow: {self._count} bytes in {elapsed:.0f} s,"
+                f" under the minimum of {self.min_rate} bytes/s"
+            )
+        self._start, self._count = now, 0
+
+    def excuse(self, seconds: float) -> None:
+        """Leave out `seconds` this side spent pausing on purpose."""
+        self._start += seconds

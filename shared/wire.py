@@ -25,52 +25,18 @@ from shared.protocol import (
     State,
     encode,
 )
-from shared.ratelimit import TokenBucket
+from shared.ratelimit import RateGuard, TokenBucket
 
 CHUNK = 1 << 20
 """Body bytes moved per system call: large buffers keep the per-chunk cost low."""
 HEADER_CHUNK = 1 << 16
 """Bytes read per call between bodies; an idle connection holds no more than this."""
 SENDFILE_CHUNK = 1 << 20
+"""Bytes per sendfile call: small enough for smooth progress and rate checks between calls."""
 TLS_PIECE = 64 << 10
 """Bytes per send over TLS: at the default minimum rate a piece takes well under a window."""
-"""Bytes per sendfile call: small enough for smooth progress and rate checks between calls."""
 
 Sink = Callable[[memoryview], None]
-
-
-class RateGuard:
-    """Drops a transfer that averages under `min_rate` bytes/s over any `window` seconds.
-
-    Time this side chose to wait (its own throttle, see `excuse`) is not the
-    peer's fault, and does not count: a deliberately slow transfer is not dropped.
-    """
-
-    def __init__(
-        self, min_rate: int, window: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.min_rate = min_rate
-        self.window = window
-        self.clock = clock
-        self._start = clock()
-        self._count = 0
-
-    def update(self, n: int) -> None:
-        self._count += n
-        now = self.clock()
-        elapsed = now - self._start
-        if elapsed < self.window:
-            return
-        if self._count < self.min_rate * elapsed:
-            raise TransportError(
-                f"transfer too slow: {self._count} bytes in {elapsed:.0f} s,"
-                f" under the minimum of {self.min_rate} bytes/s"
-            )
-        self._start, self._count = now, 0
-
-    def excuse(self, seconds: float) -> None:
-        """Leave out `seconds` this side spent pausing on purpose."""
-        self._start += seconds
 
 
 class Channel:

@@ -22,7 +22,8 @@ from ftpd.server import FtpServer
 from ftpd.storage import Storage
 from shared.errors import Busy, NoSpace, QuotaExceeded, TransportError
 from shared.protocol import Role
-from shared.wire import Channel, RateGuard
+from shared.ratelimit import RateGuard
+from shared.wire import Channel
 from tests.conftest import ACCOUNTS, Raw, assert_no_traceback, start_daemon, stop_daemon, wait_until
 
 

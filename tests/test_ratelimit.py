@@ -21,8 +21,8 @@ from ftpd.cli import main as ftpd_main
 from ftpd.handler import MIN_RCVBUF
 from shared.errors import TransportError
 from shared.protocol import Role, encode
-from shared.ratelimit import MAX_BURST, TokenBucket, default_burst
-from shared.wire import Channel, RateGuard, unsent_bytes
+from shared.ratelimit import MAX_BURST, RateGuard, TokenBucket, default_burst
+from shared.wire import Channel, unsent_bytes
 from tests.conftest import ACCOUNTS, Daemon, start_daemon, stop_daemon
 
 
