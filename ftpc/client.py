@@ -238,9 +238,13 @@ class Client:
             raise RemoteProtocolError(f"listing of {header['size']} bytes is too large")
         body = bytearray()
         self.chan.recv_body(body.extend)
-        entries = decode_listing(bytes(body), folder)
-        if len(entries) != header["count"]:
-            raise RemoteProtocolError("listing count does not match its entries")
+        try:
+            entries = decode_listing(bytes(body), folder)
+            if len(entries) != header["count"]:
+                raise RemoteProtocolError("listing count does not match its entries")
+        except RemoteProtocolError:
+            self._drop()  # a server that lies in a listing is not talked to any further
+            raise
         return entries
 
     def resolve(self, tokens: Sequence[str], seen: list[Entry] | None = None) -> list[str]:

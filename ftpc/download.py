@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-import errno
+import fcntl
 import os
 import stat
 import time
@@ -51,27 +51,36 @@ def get_file(
     client._require_for(name, {"resume": resume})
     algo = client.digest
     part = resume_part(target) if resume else None
-    have, base = _resumable_bytes(part, algo) if part is not None else (0, None)
-    request: dict[str, object] = {} if algo == MD5 else {"digest": algo}
-    if have and base is not None:
-        request.update(offset=have, prefix=base.hexdigest())
-    client.chan.send("get", name=name, **request)
-    header = client._reply("file")
-    if header["name"] != name:
-        client._drop()
-        raise RemoteProtocolError(f"asked for {name!r}, the server sent {header['name']!r}")
-    start = header.get("offset", 0)
-    if start not in (0, have):
-        client._drop()
-        raise RemoteProtocolError(f"asked to resume at byte {have}, the server sent {start}")
+    part_fd = _lock_part(part) if part is not None else None
     try:
-        if part is not None:
-            fd, tmp = _open_part(part, start), str(part)
+        have, base = _hash_part(part_fd, algo) if part_fd is not None else (0, None)
+        request: dict[str, object] = {} if algo == MD5 else {"digest": algo}
+        if have and base is not None:
+            request.update(offset=have, prefix=base.hexdigest())
+        client.chan.send("get", name=name, **request)
+        header = client._reply("file")
+        if header["name"] != name:
+            client._drop()
+            raise RemoteProtocolError(f"asked for {name!r}, the server sent {header['name']!r}")
+        start = header.get("offset", 0)
+        if start not in (0, have):
+            client._drop()
+            raise RemoteProtocolError(f"asked to resume at byte {have}, the server sent {start}")
+        if part_fd is not None:
+            os.ftruncate(part_fd, start)
+            os.lseek(part_fd, start, os.SEEK_SET)
+            fd, tmp = part_fd, str(part)
         else:
             fd, tmp = create_part(target)
     except OSError as exc:
+        if part_fd is not None:
+            os.close(part_fd)
         client._drop()
         raise LocalFileError(f"cannot write in {target.parent}: {exc.strerror}") from exc
+    except BaseException:
+        if part_fd is not None:
+            os.close(part_fd)
+        raise
     keep = part is not None  # an interrupted resumable download keeps its bytes
     try:
         claimed = client._sum(header)
@@ -157,35 +166,30 @@ def _receive_into(
             digest.close()
 
 
-# --- delete ----------------------------------------------------------------
-
-
-def _resumable_bytes(part: Path, algo: str) -> tuple[int, digests.Hasher | None]:
-    """How many bytes an earlier download left in `part`, and their hash."""
+def _lock_part(part: Path) -> int:
+    """Open (or create) the resumable part file and hold it: two downloads of one target
+    never write into the same part. A link or anything but a regular file is refused."""
     try:
-        fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return 0, None
+        fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    except OSError as exc:
+        raise LocalFileError(f"cannot use {part}: {exc.strerror}") from exc
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return 0, None
-        hasher, have = digests.hash_prefix(fd, os.fstat(fd).st_size, algo)
-        return have, hasher
-    except OSError:
-        return 0, None
-    finally:
-        os.close(fd)
-
-
-def _open_part(part: Path, start: int) -> int:
-    """The resumable part file, cut to `start` bytes and positioned there."""
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, f"{part} is not a regular file")
-        os.ftruncate(fd, start)
-        os.lseek(fd, start, os.SEEK_SET)
+            raise LocalFileError(f"{part} is not a regular file")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LocalFileError(f"another download is using {part}") from None
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _hash_part(fd: int, algo: str) -> tuple[int, digests.Hasher | None]:
+    """How many bytes an earlier download left in the part file, and their hash."""
+    try:
+        hasher, have = digests.hash_prefix(fd, os.fstat(fd).st_size, algo)
+    except OSError:
+        return 0, None
+    return have, hasher

@@ -7,6 +7,7 @@ when verified; an upload refuses anything that is not a regular file.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 import stat
@@ -108,9 +109,15 @@ def create_part(target: Path) -> tuple[int, str]:
 
 
 def resume_part(target: Path) -> Path:
-    """Where a resumable download of `target` keeps its bytes until they are verified."""
-    stem = target.name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
-    return target.parent / f".{stem}.ftpc-part"
+    """Where a resumable download of `target` keeps its bytes until they are verified.
+
+    A long name is cut to fit NAME_MAX, and then carries a hash of the whole name, so two
+    long names that share a beginning never share a part file."""
+    raw = target.name.encode("utf-8", "surrogateescape")
+    if len(raw) <= 200:
+        return target.parent / f".{target.name}.ftpc-part"
+    stem = raw[:180].decode("utf-8", "ignore")
+    return target.parent / f".{stem}.{hashlib.sha256(raw).hexdigest()[:16]}.ftpc-part"
 
 
 def open_regular(path: Path) -> BinaryIO:

@@ -15,11 +15,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+MAX_SIDECAR = 4096
+"""A sidecar holds a few short fields; a larger file is not one of ours."""
 DEFAULT_TTL = 24 * 3600
 """Seconds an interrupted upload is kept for resuming after its last byte arrived."""
 
@@ -65,10 +68,16 @@ class Partials:
 
     def startup(self) -> int:
         """At start, with no upload in flight: drop every staging file that cannot be
-        resumed (no sidecar, or expired) and every sidecar without its file."""
-        with os.scandir(self.staging) as it:
-            names = {e.name for e in it if e.is_file(follow_symlinks=False)}
+        resumed (no sidecar, or expired), every sidecar without its file, and anything
+        that is not a regular file (links, FIFOs: never ours). Folders are the caller's."""
         purged = 0
+        names = set()
+        with os.scandir(self.staging) as it:
+            for entry in it:
+                if entry.is_file(follow_symlinks=False):
+                    names.add(entry.name)
+                elif not entry.is_dir(follow_symlinks=False):
+                    purged += _remove(entry.path)
         for name in names:
             stem, _, ext = name.rpartition(".")
             if ext == "part":
@@ -82,26 +91,42 @@ class Partials:
         return purged
 
     def _expired(self, id_: str) -> bool:
+        """Past its TTL, or not a regular file at all (a planted link or FIFO)."""
         try:
-            touched = os.stat(self.part(id_)).st_mtime
+            st = os.lstat(self.part(id_))
         except FileNotFoundError:
             return True
-        return self._clock() - touched > self.ttl
+        return not stat.S_ISREG(st.st_mode) or self._clock() - st.st_mtime > self.ttl
 
     def _read(self, id_: str) -> Partial | None:
+        """The sidecar's record, checked; None for anything else (never blocks on a FIFO)."""
         try:
-            with open(self._sidecar(id_), encoding="utf-8") as f:
-                obj = json.load(f)
-            return Partial(
-                id_,
-                obj["owner"],
-                obj["name"],
-                int(obj["size"]),
-                obj["digest"],
-                obj.get("md5"),
-            )
-        except (OSError, ValueError, KeyError, TypeError):
+            fd = os.open(self._sidecar(id_), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
             return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            obj = json.loads(os.read(fd, MAX_SIDECAR))
+        except (OSError, ValueError, RecursionError):
+            return None
+        finally:
+            os.close(fd)
+        if not isinstance(obj, dict):
+            return None
+        owner, name, size, digest, md5 = (
+            obj.get(k) for k in ("owner", "name", "size", "digest", "md5")
+        )
+        if not (
+            (owner is None or isinstance(owner, str))
+            and isinstance(name, str)
+            and type(size) is int
+            and size >= 0
+            and isinstance(digest, str)
+            and (md5 is None or isinstance(md5, str))
+        ):
+            return None
+        return Partial(id_, owner, name, size, digest, md5)
 
     def claim(
         self, owner: str | None, name: str, size: int, digest: str, md5: str | None = None
@@ -136,12 +161,16 @@ class Partials:
             "md5": md5,
             "created": self._clock(),
         }
-        tmp = self._sidecar(id_) + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(record, f)
-        os.replace(tmp, self._sidecar(id_))
-        with self._lock:
+        with self._lock:  # ours before any claim() can see the sidecar
             self._active.add(id_)
+        try:
+            tmp = self._sidecar(id_) + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(record, f)
+            os.replace(tmp, self._sidecar(id_))
+        except BaseException:
+            self.release(id_)
+            raise
 
     def release(self, id_: str) -> None:
         """The upload's connection is gone: keep its bytes for a resume."""
@@ -153,6 +182,11 @@ class Partials:
         with self._lock:
             self._active.discard(id_)
         _remove(self._sidecar(id_))
+
+    def discard(self, id_: str) -> None:
+        """Forget a partial that turned out unusable, and remove whatever is at its name."""
+        self.drop(id_)
+        _remove(self.part(id_))
 
     def purge_expired(self, every: float = 60.0) -> int:
         """Drop partials idle for longer than the TTL; at most once per `every` seconds."""

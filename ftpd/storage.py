@@ -278,7 +278,7 @@ class Storage:
         name = check_path(name)
         partial = self.partials.claim(owner, name, size, digest, md5) if resumable else None
         try:
-            on_disk = os.stat(self.partials.part(partial.id)).st_size if partial else 0
+            on_disk = os.lstat(self.partials.part(partial.id)).st_size if partial else 0
             with self._reserve_lock:
                 name = self.check_upload(name, size, owner, quota, on_disk=min(on_disk, size))
                 self._inflight += size
@@ -289,7 +289,15 @@ class Storage:
                 self.partials.release(partial.id)
             raise
         try:
-            return Upload(self, name, size, conflict, owner, digest, resumable, partial, md5)
+            try:
+                return Upload(self, name, size, conflict, owner, digest, resumable, partial, md5)
+            except OSError:
+                if partial is None:
+                    raise
+                # Not a regular file any more (swapped for a link or FIFO): never ours.
+                self.partials.discard(partial.id)
+                partial = None
+                return Upload(self, name, size, conflict, owner, digest, resumable, None, md5)
         except BaseException:
             self._release(size, size, owner)
             if partial is not None:

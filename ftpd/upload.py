@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from typing import TYPE_CHECKING
 
 from shared import digests
@@ -61,9 +62,12 @@ class Upload:
         if partial is not None:
             self.id = partial.id
             self.path = partials.part(self.id)
-            fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW)
+            fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
             try:
-                have = os.fstat(fd).st_size
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise OSError(errno.EINVAL, "a kept partial upload is not a regular file")
+                have = st.st_size
                 if have > size:
                     os.ftruncate(fd, 0)
                     have = 0

@@ -1,8 +1,9 @@
 """A hostile pass over folders, conflict modes and resumable transfers, against a real daemon.
 
-Each attack that is refused keeps a plain test (the guarantee it documents). Each one that
-gets through is an xfail(strict=True) test whose reason names the code at fault: when the
-bug is fixed, the test passes and strict xfail turns that into a failure to remove the mark.
+Each test is an attack and the guarantee it checks. The pass found eight that got through
+(a new partial claimed by a second session before it was marked in use; links, FIFOs and
+absurd sidecars in staging; a lying listing left connected; two downloads sharing a part
+file); they are fixed, and their tests now pass like the rest.
 """
 
 from __future__ import annotations
@@ -402,15 +403,6 @@ def test_two_sessions_resuming_one_partial_get_it_once(daemon: Daemon) -> None:
     assert wait_until(lambda: _staged(daemon) == [] and _staged(daemon, "json") == [])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ftpd/partials.py:141-144 Partials.create renames the sidecar into place before it "
-        "adds the id to _active, so a concurrent claim() by the same account takes the new "
-        "partial: two sessions write one .part, and the first to commit publishes the other's "
-        "bytes under its own verified checksum"
-    ),
-)
 def test_a_new_partial_cannot_be_claimed_before_it_is_active(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -473,15 +465,6 @@ def test_a_planted_partial_is_never_written_through_or_spliced(
             assert (root / "big.bin").read_bytes() == data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ftpd/upload.py:66-74 (Upload.__init__) opens a claimed .part with O_NOFOLLOW but "
-        "nothing catches the ELOOP/EINVAL of a link or FIFO there: the put is a fatal "
-        "internal-error with a traceback, and claim() offers that partial again on every "
-        "resumable put of the name until its TTL, so the owner can never upload it resumably"
-    ),
-)
 @pytest.mark.parametrize("flavour", ["symlink", "fifo"])
 def test_a_planted_non_file_partial_does_not_block_the_name(
     tmp_path: Path, users: UserStore, outside: Path, flavour: str
@@ -501,14 +484,6 @@ def test_a_planted_non_file_partial_does_not_block_the_name(
             assert answer.type == "ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ftpd/partials.py:99,103 Partials._read catches OSError, ValueError, KeyError and "
-        "TypeError but int(1e400) raises OverflowError: one such sidecar makes claim() raise "
-        "for every resumable put of every account (fatal internal-error) until it expires"
-    ),
-)
 def test_a_sidecar_with_an_absurd_size_does_not_break_resume_for_everyone(
     tmp_path: Path, users: UserStore
 ) -> None:
@@ -521,14 +496,6 @@ def test_a_sidecar_with_an_absurd_size_does_not_break_resume_for_everyone(
         assert answer.type == "ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ftpd/partials.py:93 Partials._read open()s '<id>.json' without O_NOFOLLOW/O_NONBLOCK "
-        "or a type check, under Partials._lock: a FIFO sidecar blocks claim() forever, and "
-        "with it every resumable put and purge of the whole server"
-    ),
-)
 def test_a_fifo_sidecar_is_never_opened(tmp_path: Path, users: UserStore) -> None:
     with own_daemon(tmp_path / "root", users) as d:
         _, side = plant_partial(d.staging, b"x" * 10, owner="nobody", name="n")
@@ -561,14 +528,6 @@ def test_a_fifo_sidecar_is_never_opened(tmp_path: Path, users: UserStore) -> Non
         assert not opened, "the server opened a FIFO sidecar and blocked on it"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ftpd/partials.py:70 Partials.startup only considers regular files "
-        "(is_file(follow_symlinks=False)): links, FIFOs and sockets in .ftpd/staging survive "
-        "a restart, although PROTOCOL.md §6.3.2 says anything else there is deleted at start"
-    ),
-)
 def test_a_restart_empties_staging_of_links_and_fifos(
     tmp_path: Path, users: UserStore, outside: Path
 ) -> None:
@@ -666,14 +625,6 @@ def _walk_a_hostile_listing(tmp_path: Path) -> Client:
     assert not connected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ftpc/client.py:241 _fetch_listing lets decode_listing's RemoteProtocolError out "
-        "without _drop(): the connection to the lying server stays open (and close() waits "
-        "for its 'ok'), though PROTOCOL.md §6.3.1 says such a listing closes it"
-    ),
-)
 def test_get_r_from_a_hostile_server_writes_nothing_and_hangs_up(tmp_path: Path) -> None:
     _walk_a_hostile_listing(tmp_path)
 
@@ -693,15 +644,6 @@ def test_a_resume_part_that_is_a_link_is_never_written_through(
     assert not (dest / "f").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ftpc/files.py:110-113 resume_part cuts the name to 200 bytes, so two long names "
-        "share one .ftpc-part, and ftpc/download.py _open_part opens it without O_EXCL or a "
-        "lock: a second download writes into the first's file, which then lands (verified "
-        "against its own stream, not the bytes on disk) or is overwritten after landing"
-    ),
-)
 def test_concurrent_resumable_gets_never_share_a_part_file(daemon: Daemon, tmp_path: Path) -> None:
     stem = "a" * 200
     first, second = f"{stem}1.bin", f"{stem}2.bin"
