@@ -73,13 +73,11 @@ def get_file(
         else:
             fd, tmp = create_part(target)
     except OSError as exc:
-        if part_fd is not None:
-            os.close(part_fd)
+        _give_up_part(part, part_fd)
         client._drop()
         raise LocalFileError(f"cannot write in {target.parent}: {exc.strerror}") from exc
     except BaseException:
-        if part_fd is not None:
-            os.close(part_fd)
+        _give_up_part(part, part_fd)
         raise
     keep = part is not None  # an interrupted resumable download keeps its bytes
     try:
@@ -184,6 +182,18 @@ def _lock_part(part: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _give_up_part(part: Path | None, fd: int | None) -> None:
+    """Nothing was received: release the part file, and remove it if it holds nothing (it
+    was made for this request, which the server refused)."""
+    if part is None or fd is None:
+        return
+    try:
+        if os.fstat(fd).st_size == 0:
+            part.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def _hash_part(fd: int, algo: str) -> tuple[int, digests.Hasher | None]:

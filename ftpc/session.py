@@ -65,6 +65,9 @@ class Session:
     ) -> None:
         self._connect = connect
         self._sleep = sleep
+        self.parallel = True
+        """False where `connect` cannot make more connections (the shell's one login):
+        --jobs then runs its units one after another."""
         self.reporter = reporter
         self.state = state
         self._client: Client | None = None
@@ -183,6 +186,13 @@ class Session:
             for i, item in enumerate(unit):
                 progress = reporter.start("get", item.remote, item.size, job)
                 outcome: GetResult | FtpError
+                if not item.local.parent.is_dir():
+                    # Its folder could not be made (a local file has that name): given that
+                    # path, a download would land on the file instead.
+                    settled.add(i)
+                    problem = LocalFileError(f"{item.local.parent} is not a folder")
+                    reporter.outcome("get", item.remote, problem, job)
+                    continue
                 try:
                     # Into the folder (which exists): the file keeps its name there.
                     outcome = client.get(
@@ -210,7 +220,7 @@ class Session:
         that its job ends, the files of its unit that were not settled are reported
         failed, and the other jobs take the remaining units.
         """
-        if how.jobs <= 1 or len(units) <= 1:
+        if how.jobs <= 1 or len(units) <= 1 or not self.parallel:
             for unit in units:
                 self._run_unit(lambda: self.client, unit, 0, work, how)
             return
@@ -231,6 +241,7 @@ class Session:
                 return own[-1]
 
             try:
+                connect()  # a job that cannot connect takes no unit: the others do them
                 while True:
                     try:
                         unit = todo.get_nowait()
@@ -277,7 +288,9 @@ class Session:
                 return
             except (TransportError, ProtocolError) as exc:
                 pending = [item for i, item in enumerate(pending) if i not in settled]
-                if attempt == how.retries or not pending:
+                if not pending:
+                    return  # every file is settled; the next unit reconnects
+                if attempt == how.retries:
                     for item in pending:
                         self.reporter.failure("transfer", item.remote, exc)
                     raise
@@ -291,6 +304,13 @@ class Session:
                     text=f"{exc}; retry {attempt + 1} of {how.retries} in {wait:g}s",
                 )
                 self._sleep(wait)
+            except FtpError as exc:
+                # No connection to be had (busy, login refused), or a local failure that
+                # dropped it: every file not yet settled is reported, none is lost.
+                for i, item in enumerate(pending):
+                    if i not in settled:
+                        self.reporter.failure("transfer", item.remote, exc)
+                raise
 
 
 def _put_units(items: list[Item]) -> list[list[Item]]:

@@ -58,6 +58,7 @@ class Shell:
             workdir=cwd,
         )
         self.session = Session(lambda: client, HumanReporter(bars, echo), MemoryState())
+        self.session.parallel = False  # one login, one connection: --jobs runs serially
 
     def run(self) -> None:
         self.settings.active = self.session

@@ -100,8 +100,11 @@ class Partials:
 
     def _read(self, id_: str) -> Partial | None:
         """The sidecar's record, checked; None for anything else (never blocks on a FIFO)."""
+        path = self._sidecar(id_)
         try:
-            fd = os.open(self._sidecar(id_), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                return None  # not even opened: a FIFO would get a reader
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             return None
         try:

@@ -46,6 +46,7 @@ from shared.errors import (
 from shared.listing import FOLDER
 from shared.names import (
     FAIL,
+    OVERWRITE,
     RESERVED_PREFIX,
     check_folder,
     check_name,
@@ -234,6 +235,7 @@ class Storage:
         owner: str | None = None,
         quota: int | None = None,
         on_disk: int = 0,
+        replacing: bool = False,
     ) -> str:
         """Refuse an upload before any byte is read; return the checked name.
         `on_disk`: bytes of it already in staging (a resume), which need no more space."""
@@ -246,7 +248,7 @@ class Storage:
             raise TooLarge(f"{size} bytes is over the limit of {self.max_file_size} bytes")
         if quota is not None and owner is not None:
             used = self.usage(owner)
-            if st is not None and self.cache.owner_of(name) == owner:
+            if replacing and st is not None and self.cache.owner_of(name) == owner:
                 used -= st.st_size  # replacing one's own file frees its bytes
             if used + size > quota:
                 raise QuotaExceeded(
@@ -280,7 +282,14 @@ class Storage:
         try:
             on_disk = os.lstat(self.partials.part(partial.id)).st_size if partial else 0
             with self._reserve_lock:
-                name = self.check_upload(name, size, owner, quota, on_disk=min(on_disk, size))
+                name = self.check_upload(
+                    name,
+                    size,
+                    owner,
+                    quota,
+                    on_disk=min(on_disk, size),
+                    replacing=conflict == OVERWRITE,
+                )
                 self._inflight += size
                 if owner is not None:
                     self._inflight_by[owner] += size

@@ -1,6 +1,8 @@
-"""Bugs found in review of the day's changes, pinned as strict xfails until they are fixed.
+"""Five bugs a review of the day's changes found, each fixed; the tests keep them fixed.
 
-Each test states what should happen; the xfail reason says where it goes wrong.
+Lost --jobs units when a connection is refused, a rename that escaped the quota, get -r
+onto a local file named like a remote folder, an empty part file left by a refused
+resumable get, and the shell handing its one connection to several job threads.
 """
 
 from __future__ import annotations
@@ -43,12 +45,6 @@ def two_per_ip(tmp_path: Path, users: UserStore) -> Iterator[Daemon]:
         stop_daemon(server, thread)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ftpc/session.py:230-245 — a job whose connect() fails with a RequestError (Busy: "
-    "more --jobs than the server's max_per_ip) has already taken a unit off the queue; the unit's "
-    "files are neither transferred nor reported, and the summary says exit 0",
-)
 def test_jobs_past_the_servers_connection_limit_lose_no_files(
     two_per_ip: Daemon, tmp_path: Path
 ) -> None:
@@ -66,18 +62,12 @@ def test_jobs_past_the_servers_connection_limit_lose_no_files(
     finally:
         session.close()
     t = reporter.tally
-    # Every file is accounted for: transferred, or reported as failed (and then exit != 0).
-    assert t.ok + t.failed + t.skipped == len(files), [
+    # A job refused a connection takes no files: the connected jobs move them all.
+    assert t.ok == len(files) and t.failed == 0, [
         json.loads(line) for line in stream.getvalue().splitlines()
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ftpd/storage.py:249-250 — check_upload subtracts the size of one's own file under "
-    "the name whatever the conflict mode; with on_conflict=rename the old file stays, so the "
-    "quota is exceeded",
-)
 def test_rename_does_not_free_quota(tmp_path: Path, users: UserStore, daemon: Daemon) -> None:
     users.set_quota("alice", 1000)
     src = tmp_path / "src"
@@ -92,12 +82,6 @@ def test_rename_does_not_free_quota(tmp_path: Path, users: UserStore, daemon: Da
     assert used <= 1000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ftpc/session.py:185-192 — get passes item.local.parent as the destination; when that "
-    "folder could not be made (a local file holds its name), the file is downloaded onto that "
-    "file instead, and reported done",
-)
 def test_get_r_never_writes_a_file_under_its_folders_name(ftpc: Ftpc, daemon: Daemon) -> None:
     write_tree(daemon.root / "data", {"sub/a.txt": b"remote a"})
     out = ftpc.cwd / "out"
@@ -108,11 +92,6 @@ def test_get_r_never_writes_a_file_under_its_folders_name(ftpc: Ftpc, daemon: Da
     assert events(result)[-1]["ok"] == 0 and result.exit_code != 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ftpc/download.py:53-54,79-82 — _lock_part creates .NAME.ftpc-part before the request; "
-    "when the server refuses the get (not found), the empty part file is left behind",
-)
 def test_resumable_get_of_a_missing_file_leaves_nothing(client: Client, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -121,12 +100,6 @@ def test_resumable_get_of_a_missing_file_leaves_nothing(client: Client, tmp_path
     assert list(out.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ftpc/shell.py:60 — the shell's Session connects with `lambda: client`, so `get -j 4` "
-    "hands the one Client (not thread-safe) to four job threads: their frames interleave, every "
-    "file fails and the shell ends",
-)
 def test_jobs_in_the_shell_use_their_own_connections(
     daemon: Daemon, client: Client, tmp_path: Path
 ) -> None:
