@@ -23,8 +23,29 @@ from shared.names import OVERWRITE, RENAME, numbered
 RENAME_TRIES = 1000
 
 
+class _Moved:
+    """What both results say of the bytes: how many crossed the network, and the md5."""
+
+    size: int
+    checksum: str
+    digest: str
+    existed: bool
+    skipped: bool
+    resumed_from: int
+
+    @property
+    def sent(self) -> int:
+        """File bytes that crossed the network for this result."""
+        return 0 if self.existed or self.skipped else self.size - self.resumed_from
+
+    @property
+    def md5(self) -> str:
+        """The checksum, when the transfer was verified with md5 (else empty)."""
+        return self.checksum if self.digest == MD5 else ""
+
+
 @dataclass(frozen=True)
-class PutResult:
+class PutResult(_Moved):
     """`name` is where the file is stored (with `rename`, perhaps not the name asked for).
     `existed`: identical content was already there, nothing was sent. `skipped`: other
     content is there and was left alone (on_conflict=skip); `checksum` is then its own."""
@@ -39,19 +60,9 @@ class PutResult:
     resumed_from: int = 0
     """Bytes that were already on the server from an interrupted upload, and not resent."""
 
-    @property
-    def sent(self) -> int:
-        """File bytes that crossed the network for this result."""
-        return 0 if self.existed or self.skipped else self.size - self.resumed_from
-
-    @property
-    def md5(self) -> str:
-        """The checksum, when the transfer was verified with md5 (else empty)."""
-        return self.checksum if self.digest == MD5 else ""
-
 
 @dataclass(frozen=True)
-class GetResult:
+class GetResult(_Moved):
     """`path` is where the file landed. `existed`: the local file already had these bytes;
     `skipped`: a local file with other content was left alone (on_conflict=skip)."""
 
@@ -65,16 +76,6 @@ class GetResult:
     skipped: bool = False
     resumed_from: int = 0
     """Bytes already in the local .part file from an interrupted download, not fetched again."""
-
-    @property
-    def sent(self) -> int:
-        """File bytes that crossed the network for this result."""
-        return 0 if self.existed or self.skipped else self.size - self.resumed_from
-
-    @property
-    def md5(self) -> str:
-        """The checksum, when the transfer was verified with md5 (else empty)."""
-        return self.checksum if self.digest == MD5 else ""
 
 
 def checksum_of(f: BinaryIO, algo: str) -> str:

@@ -22,13 +22,12 @@ import fcntl
 import os
 import shutil
 import stat
-import threading
-from collections import Counter
 from pathlib import Path
 
 from ftpd.catalog import Md5Cache
 from ftpd.partials import DEFAULT_TTL, Partials
 from ftpd.reading import Entry, Opened
+from ftpd.space import Reservations
 from ftpd.tree import Tree
 from ftpd.upload import Upload
 from shared.digests import MD5
@@ -100,11 +99,7 @@ class Storage:
         self.purged = self._purge_staging()
         self.cache = Md5Cache(meta / "md5.sqlite3")
         self.tree = Tree(self._root)
-        # Bytes promised to uploads in flight, so that concurrent uploads cannot together
-        # overrun the free space or a quota that each one alone fits in.
-        self._reserve_lock = threading.Lock()
-        self._inflight = 0
-        self._inflight_by: Counter[str] = Counter()
+        self.space = Reservations()
 
     def _purge_staging(self) -> int:
         """Remove uploads a crash left behind (they were never published), except those
@@ -195,11 +190,11 @@ class Storage:
         """Bytes an upload may still use: free space less the reserve and the bytes that
         uploads in flight have been promised but not yet written."""
         vfs = os.statvfs(self._root)
-        return max(0, vfs.f_bavail * vfs.f_frsize - self.reserve - self._inflight)
+        return max(0, vfs.f_bavail * vfs.f_frsize - self.reserve - self.space.unwritten)
 
     def usage(self, owner: str) -> int:
         """Bytes of stored files uploaded by `owner`, plus its uploads in flight."""
-        total = self._inflight_by[owner]
+        total = self.space.of(owner)
         for name in self.cache.owned_by(owner):
             st = self._stat(name)
             if st is not None:
@@ -281,7 +276,7 @@ class Storage:
         partial = self.partials.claim(owner, name, size, digest, md5) if resumable else None
         try:
             on_disk = os.lstat(self.partials.part(partial.id)).st_size if partial else 0
-            with self._reserve_lock:
+            with self.space.lock:
                 name = self.check_upload(
                     name,
                     size,
@@ -290,9 +285,7 @@ class Storage:
                     on_disk=min(on_disk, size),
                     replacing=conflict == OVERWRITE,
                 )
-                self._inflight += size
-                if owner is not None:
-                    self._inflight_by[owner] += size
+                self.space.reserve(size, owner)
         except BaseException:
             if partial is not None:
                 self.partials.release(partial.id)
@@ -308,7 +301,7 @@ class Storage:
                 partial = None
                 return Upload(self, name, size, conflict, owner, digest, resumable, None, md5)
         except BaseException:
-            self._release(size, size, owner)
+            self.space.release(size, size, owner)
             if partial is not None:
                 self.partials.release(partial.id)
             raise
@@ -372,19 +365,6 @@ class Storage:
         """fsync the folder holding `path`: every name published there so far is durable."""
         with self.tree.parent(path) as (fd, _):
             os.fsync(fd)
-
-    def _wrote(self, n: int) -> None:
-        """Bytes now on the disk count in its free space: stop reserving them twice."""
-        with self._reserve_lock:
-            self._inflight -= n
-
-    def _release(self, unwritten: int, size: int, owner: str | None) -> None:
-        with self._reserve_lock:
-            self._inflight -= unwritten
-            if owner is not None:
-                self._inflight_by[owner] -= size
-                if self._inflight_by[owner] <= 0:
-                    del self._inflight_by[owner]
 
     def remove(self, name: str) -> str:
         """Delete a published file, or an empty folder; return its checked path."""

@@ -79,7 +79,7 @@ class Upload:
                 raise
             self.prefix = self._hash.hexdigest()
             self.received = self.offset
-            storage._wrote(self.offset)
+            storage.space.wrote(self.offset)
         else:
             self.id = os.urandom(16).hex()
             self.path = partials.part(self.id)
@@ -104,7 +104,7 @@ class Upload:
                 chunk = chunk[n:]
                 self.received += n
                 self._behind.wrote(n)
-                self.storage._wrote(n)
+                self.storage.space.wrote(n)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise NoSpace("the server ran out of disk space") from exc
@@ -118,14 +118,14 @@ class Upload:
     def _unreserve(self) -> None:
         if self._reserved:
             self._reserved = False
-            self.storage._release(self.size - self.received, self.size, self.owner)
+            self.storage.space.release(self.size - self.received, self.size, self.owner)
 
     def restart(self) -> None:
         """The client's copy differs from the bytes kept: start again from the first byte."""
         self._behind.wait()
         os.ftruncate(self._file.fileno(), 0)
         os.lseek(self._file.fileno(), 0, os.SEEK_SET)
-        self.storage._wrote(-self.received)
+        self.storage.space.wrote(-self.received)
         self._hash = digests.new(self.digest)
         self.received = self.offset = 0
         self.prefix = ""
