@@ -237,17 +237,21 @@ def test_a_server_without_the_capability_is_not_asked(tmp_path: Path) -> None:
 # --- the issue's test: kill the client at about half, run it again, count the bytes ----------
 
 
-def _ftpc(daemon: ProcessDaemon, tmp_path: Path, *args: str) -> tuple[list[str], dict[str, str]]:
-    env = {
-        **os.environ,
-        "FTPC_HOST": daemon.host,
-        "FTPC_PORT": str(daemon.port),
+def _ftpc_env(host: str, port: int, tmp_path: Path) -> dict[str, str]:
+    """ftpc as alice against a daemon, with its cache and an empty config under tmp_path."""
+    (tmp_path / "none.toml").write_text("")
+    return {
+        "FTPC_HOST": host,
+        "FTPC_PORT": str(port),
         "FTPC_USER": "alice",
         "FTPC_PASSWORD": ACCOUNTS["alice"][0],
         "FTPC_CACHE_DIR": str(tmp_path / "cache"),
         "FTPC_CONFIG": str(tmp_path / "none.toml"),
     }
-    (tmp_path / "none.toml").write_text("")
+
+
+def _ftpc(daemon: ProcessDaemon, tmp_path: Path, *args: str) -> tuple[list[str], dict[str, str]]:
+    env = {**os.environ, **_ftpc_env(daemon.host, daemon.port, tmp_path)}
     return [sys.executable, "-m", "ftpc", *args], env
 
 
@@ -344,15 +348,7 @@ def test_retries_resume_after_the_server_drops_the_connection(
         return upload
 
     monkeypatch.setattr(Storage, "begin_upload", begin)
-    env = {
-        "FTPC_HOST": daemon.host,
-        "FTPC_PORT": str(daemon.port),
-        "FTPC_USER": "alice",
-        "FTPC_PASSWORD": ACCOUNTS["alice"][0],
-        "FTPC_CACHE_DIR": str(tmp_path / "cache"),
-        "FTPC_CONFIG": str(tmp_path / "none.toml"),
-    }
-    (tmp_path / "none.toml").write_text("")
+    env = _ftpc_env(daemon.host, daemon.port, tmp_path)
     args = ["--json", "put", "--retries", "3", "--retry-wait", "0", str(path)]
     result = CliRunner().invoke(ftpc_main, args, env=env)
     assert result.exit_code == 0, result.output
