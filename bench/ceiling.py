@@ -66,9 +66,10 @@ def durable_files_once(results: Results, folder: Path, count: int, size: int) ->
     """Files/s for what ftpd does per upload on disk: write, fsync, link, fsync the directory.
 
     On a disk where fsync is slow this, not the network, bounds any server that makes each
-    upload durable before saying so.
+    upload durable before saying so. Each run writes a new folder and deletes nothing (see
+    `scenarios.small_files`); the work directory goes at the end.
     """
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True)
     block = os.urandom(size)
     dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -87,7 +88,5 @@ def durable_files_once(results: Results, folder: Path, count: int, size: int) ->
         seconds = time.perf_counter() - started
     finally:
         os.close(dir_fd)
-    for entry in folder.iterdir():
-        entry.unlink()
     label = "disk floor: write, fsync, link, fsync dir"
     results.figure("ceiling.durable", "small", "ceiling", label, "files/s").add(count / seconds)

@@ -25,8 +25,12 @@ class Session(Protocol):
     def get(self, name: str, dest: Path) -> str | None:
         """Download to the file `dest`; return the verified checksum if the protocol checks one."""
 
-    def put_many(self, paths: list[Path]) -> None:
-        """Upload every file under its own name, pipelined where the protocol allows it."""
+    def put_many(self, paths: list[Path], folder: str = "") -> None:
+        """Upload every file under its own name (in `folder`, which exists), pipelined where
+        the protocol allows it."""
+
+    def mkdir(self, name: str) -> None:
+        """Create a folder in the root."""
 
     def list(self) -> int:
         """List the root; return the number of entries."""
@@ -53,11 +57,15 @@ class FtpdSession:
     def get(self, name: str, dest: Path) -> str | None:
         return self.client.get(name, dest).checksum
 
-    def put_many(self, paths: list[Path]) -> None:
+    def put_many(self, paths: list[Path], folder: str = "") -> None:
         """`Client.put_many`: small files go pipelined and the server commits them in groups."""
-        for outcome in self.client.put_many(paths):
+        names = [_in(folder, p.name) for p in paths]
+        for outcome in self.client.put_many(paths, names):
             if isinstance(outcome, Exception):
                 raise outcome
+
+    def mkdir(self, name: str) -> None:
+        self.client.mkdir(name)
 
     def list(self) -> int:
         return len(self.client.list())
@@ -88,10 +96,13 @@ class FtpSession:
             self.ftp.retrbinary(f"RETR {name}", f.write, blocksize=BUF)
         return None
 
-    def put_many(self, paths: list[Path]) -> None:
+    def put_many(self, paths: list[Path], folder: str = "") -> None:
         """FTP has no pipelined upload: one STOR, and one data connection, per file."""
         for path in paths:
-            self.put(path, path.name)
+            self.put(path, _in(folder, path.name))
+
+    def mkdir(self, name: str) -> None:
+        self.ftp.mkd(name)
 
     def list(self) -> int:
         lines: list[str] = []
@@ -104,6 +115,10 @@ class FtpSession:
         except (OSError, EOFError, ftplib.Error):
             with contextlib.suppress(OSError):
                 self.ftp.close()
+
+
+def _in(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
 
 
 def connect(ep: Endpoint) -> Session:

@@ -118,7 +118,9 @@ def measure(plan: Plan, work: Path, procs: Processes, results: Results, vsftpd: 
         ceiling.run_once(results, procs, data.big, plan.big_size, data.big_md5)
 
     def disk_floor(i: int) -> None:
-        ceiling.durable_files_once(results, work / "durable", plan.small_count, plan.small_size)
+        ceiling.durable_files_once(
+            results, work / "durable" / str(i), plan.small_count, plan.small_size
+        )
 
     def big(i: int, server: Server) -> None:
         scenarios.big_transfer(results, procs, server, data, plan, i)

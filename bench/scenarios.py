@@ -209,11 +209,15 @@ def cli_upload(results: Results, procs: Processes, server: Server, data: Data) -
 
 
 def small_files(results: Results, server: Server, data: Data, run: int) -> None:
-    """Upload every small file over one logged-in session.
+    """Upload every small file over one logged-in session, into a new folder.
 
     ftpd is measured twice: one `Client.put` after another (each waits a round trip for
     `continue`), and `Client.put_many`, which pipelines them (what `ftpc put FILES` uses).
     The target is judged on the second. FTP has one way: a STOR per file.
+
+    Nothing is deleted between runs (`fill_for_listing` clears the roots later): ext4
+    without a journal skips every inode freed in the last minute or so when it allocates
+    one, so a mass delete would slow the creates of whichever server comes next.
     """
     variants = [("", LABELS[server.name], False)]
     if server.endpoint.kind == "ftpd":
@@ -222,18 +226,19 @@ def small_files(results: Results, server: Server, data: Data, run: int) -> None:
             ("", "ftpd/ftpc (Client.put_many, pipelined)", True),
         ]
     for suffix, label, pipelined in variants:
+        folder = f"small-{run}{suffix}"
         session = connect(server.endpoint)
         try:
+            session.mkdir(folder)
             started = time.perf_counter()
             if pipelined:
-                session.put_many(data.small)
+                session.put_many(data.small, folder)
             else:
                 for path in data.small:
-                    session.put(path, path.name)
+                    session.put(path, f"{folder}/{path.name}")
             seconds = time.perf_counter() - started
         finally:
             session.close()
-        clear_dir(server.root)
         fig = results.figure(f"{server.name}.small{suffix}", "small", server.name, label, "files/s")
         fig.add(len(data.small) / seconds)
 
@@ -296,7 +301,9 @@ def concurrent(results: Results, server: Server, data: Data, plan: Plan, run: in
 
 
 def fill_for_listing(server: Server, data: Data) -> None:
-    """Put the listing files in the root and list once, so ftpd's md5 cache is warm."""
+    """Put the listing files in an otherwise empty root (the small files' folders go) and
+    list once, so ftpd's md5 cache is warm."""
+    clear_dir(server.root)
     for path in data.listing:
         (server.root / path.name).write_bytes(path.read_bytes())
     session = connect(server.endpoint)

@@ -107,6 +107,7 @@ local_enable=NO
 anon_root={root}
 write_enable=YES
 anon_upload_enable=YES
+anon_mkdir_write_enable=YES
 anon_other_write_enable=YES
 anon_umask=022
 pasv_enable=YES
