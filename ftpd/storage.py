@@ -122,11 +122,14 @@ class Storage:
 
     def _lstat(self, path: str) -> os.stat_result | None:
         """lstat of whatever is at `path`, or None; NotFound if a folder above is missing."""
-        with self.tree.parent(path) as (fd, leaf):
-            try:
-                return os.stat(leaf, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                return None
+        folder, _, leaf = path.rpartition("/")
+        fd = self.tree.open(folder)  # a plain call, not `parent`: this runs for every upload
+        try:
+            return os.stat(leaf, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        finally:
+            self.tree.release(fd)
 
     def _stat(self, path: str) -> os.stat_result | None:
         """lstat of a published regular file, or None; symlinks and others do not count."""

@@ -71,7 +71,7 @@ class Tree:
         fd = self.fd
         try:
             for i, part in enumerate(parts):
-                child = self._enter(fd, part, "/".join(parts[: i + 1]))
+                child = self._enter(fd, part, parts[: i + 1])
                 if fd != self.fd:
                     os.close(fd)
                 fd = child
@@ -92,7 +92,7 @@ class Tree:
         try:
             for i, part in enumerate(above):
                 self._make(fd, part, "/".join(above[: i + 1]), exist_ok=True)
-                child = self._enter(fd, part, "/".join(above[: i + 1]))
+                child = self._enter(fd, part, above[: i + 1])
                 if fd != self.fd:
                     os.close(fd)
                 fd = child
@@ -118,10 +118,11 @@ class Tree:
         return True
 
     @staticmethod
-    def _enter(fd: int, part: str, where: str) -> int:
+    def _enter(fd: int, part: str, where: Sequence[str]) -> int:
+        """Open the folder `part` in `fd`; `where` is its path, joined only for an error."""
         try:
             return os.open(part, _DIR_FLAGS, dir_fd=fd)
         except OSError as exc:
             if exc.errno in _NOT_A_FOLDER:
-                raise NotFound(f"there is no folder {where!r}") from exc
+                raise NotFound(f"there is no folder {'/'.join(where)!r}") from exc
             raise

@@ -81,7 +81,7 @@ class Upload:
             self.received = self.offset
             storage.space.wrote(self.offset)
         else:
-            self.id = os.urandom(16).hex()
+            self.id = partials.new_id()
             self.path = partials.part(self.id)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             if resumable:
