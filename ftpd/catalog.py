@@ -15,6 +15,9 @@ from pathlib import Path
 
 from shared.digests import MD5
 
+LOOKUP_BATCH = 500
+"""Names per SELECT ... IN (...): well under SQLite's limit on bound parameters."""
+
 
 class Md5Cache:
     """md5 of stored files, so a download or listing does not hash again; and their owners."""
@@ -73,10 +76,20 @@ class Md5Cache:
                 row = self._db.execute(sql, (*key, algo)).fetchone()
         return row[0] if row else None
 
-    def all(self) -> dict[str, tuple[int, int, int, str]]:
+    def rows_for(self, names: list[str]) -> dict[str, tuple[int, int, int, str]]:
+        """(size, mtime_ns, ino, md5) of each of `names` that has a row: a listing asks for
+        the files of one folder, not for every row the root ever had."""
+        found: dict[str, tuple[int, int, int, str]] = {}
         with self._lock:
-            rows = self._db.execute("SELECT name, size, mtime_ns, ino, md5 FROM md5").fetchall()
-        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+            for i in range(0, len(names), LOOKUP_BATCH):
+                batch = names[i : i + LOOKUP_BATCH]
+                sql = (
+                    "SELECT name, size, mtime_ns, ino, md5 FROM md5 WHERE name IN"
+                    f" ({','.join('?' * len(batch))})"
+                )
+                for r in self._db.execute(sql, batch):
+                    found[r[0]] = (r[1], r[2], r[3], r[4])
+        return found
 
     def store(self, name: str, st: os.stat_result, value: str, algo: str = MD5) -> None:
         if algo == MD5:

@@ -145,13 +145,11 @@ class Storage:
         """The files and folders in `folder` (the root for ""), sorted by name, files with
         their md5. Links, devices and anything with an unsafe name are not listed."""
         folder = check_folder(folder)
-        cached = self.cache.all()
         entries = []
-        hashed: list[tuple[str, os.stat_result, str]] = []
+        files: list[tuple[str, str, os.stat_result]] = []
         with self.tree.scan(folder.split("/") if folder else []) as it:
             for dirent in it:
                 name = dirent.name
-                path = join_path(folder, name)
                 try:
                     if check_name(name) != name:
                         continue
@@ -161,21 +159,26 @@ class Storage:
                         continue
                     if not dirent.is_file(follow_symlinks=False):
                         continue
-                    st = dirent.stat(follow_symlinks=False)
+                    files.append(
+                        (name, join_path(folder, name), dirent.stat(follow_symlinks=False))
+                    )
                 except (BadName, OSError):
                     continue
-                row = cached.get(path)
-                if row and row[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
-                    md5 = row[3]
-                else:
-                    opened = Opened(self, path, remember=False)
-                    try:
-                        with opened as (_, entry):
-                            md5 = entry.md5
-                    except (FtpError, OSError):
-                        continue  # vanished or unreadable: not listed
-                    hashed.append((path, opened.stat, md5))
-                entries.append(Entry(name, st.st_size, st.st_mtime_ns // 10**9, md5))
+        cached = self.cache.rows_for([path for _, path, _ in files])
+        hashed: list[tuple[str, os.stat_result, str]] = []
+        for name, path, st in files:
+            row = cached.get(path)
+            if row and row[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
+                md5 = row[3]
+            else:
+                opened = Opened(self, path, remember=False)
+                try:
+                    with opened as (_, entry):
+                        md5 = entry.md5
+                except (FtpError, OSError):
+                    continue  # vanished or unreadable: not listed
+                hashed.append((path, opened.stat, md5))
+            entries.append(Entry(name, st.st_size, st.st_mtime_ns // 10**9, md5))
         if hashed:
             self.cache.store_many(hashed)
         entries.sort(key=lambda e: e.name)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ftpd import catalog
+from ftpd import storage as storage_mod
 from ftpd.storage import Storage
 from shared.errors import BadName, Exists, NoSpace, NotFound, TooLarge
 
@@ -210,6 +212,35 @@ def test_files_dropped_in_by_hand_are_listed_and_hashed(storage: Storage) -> Non
     (storage.root / "manual.txt").write_bytes(b"hi")
     [entry] = storage.list()
     assert entry.md5 == hashlib.md5(b"hi").hexdigest()
+
+
+def test_listing_reads_only_its_folders_rows_in_batches(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More files than one SELECT takes, all answered from the cache; rows of other folders
+    and of files deleted by hand are never read."""
+    count = catalog.LOOKUP_BATCH * 2 + 7
+    (storage.root / "many").mkdir()
+    for i in range(count):
+        (storage.root / "many" / f"f{i:04d}").write_bytes(b"%d" % i)
+    storage.list("many")  # hashes each once and fills the cache
+    store(storage, "elsewhere", b"x")
+    (storage.root / "gone").write_bytes(b"gone")
+    storage.list()
+    (storage.root / "gone").unlink()  # its row stays behind
+
+    asked: list[list[str]] = []
+    rows_for = storage.cache.rows_for
+    monkeypatch.setattr(
+        storage.cache, "rows_for", lambda names: asked.append(names) or rows_for(names)
+    )
+    monkeypatch.setattr(storage_mod, "Opened", None)  # any hashing now fails loudly
+    entries = storage.list("many")
+    assert [e.name for e in entries] == [f"f{i:04d}" for i in range(count)]
+    assert all(e.md5 == hashlib.md5(b"%d" % i).hexdigest() for i, e in enumerate(entries))
+    assert len(asked) == 1
+    assert sorted(asked[0]) == [f"many/f{i:04d}" for i in range(count)]
+    assert len(storage.cache.rows_for(asked[0])) == count
 
 
 def test_remove(storage: Storage) -> None:
