@@ -24,6 +24,9 @@ class Md5Cache:
 
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
+        self._owned: dict[str, int | None] = {}
+        """Each owner's recorded bytes, summed once and then kept up to date by every change
+        to the owner table (None: some of its rows have no size)."""
         try:
             self._db = self._open(path)
         except sqlite3.DatabaseError:
@@ -40,7 +43,13 @@ class Md5Cache:
                 "CREATE TABLE IF NOT EXISTS md5 (name TEXT PRIMARY KEY, size INTEGER,"
                 " mtime_ns INTEGER, ino INTEGER, md5 TEXT)"
             )
-            db.execute("CREATE TABLE IF NOT EXISTS owner (name TEXT PRIMARY KEY, owner TEXT)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS owner (name TEXT PRIMARY KEY, owner TEXT, size INTEGER)"
+            )
+            columns = [row[1] for row in db.execute("PRAGMA table_info(owner)")]
+            if "size" not in columns:  # a catalog from before sizes were kept: NULL, unknown
+                db.execute("ALTER TABLE owner ADD COLUMN size INTEGER")
+            db.execute("CREATE INDEX IF NOT EXISTS owner_size ON owner (owner, size)")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS sums (name TEXT, algo TEXT, size INTEGER,"
                 " mtime_ns INTEGER, ino INTEGER, value TEXT, PRIMARY KEY (name, algo))"
@@ -56,10 +65,12 @@ class Md5Cache:
         self._db.execute("BEGIN")
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._owned.clear()  # totals may count changes that were rolled back
             raise
-        self._db.execute("COMMIT")
 
     def lookup(self, name: str, st: os.stat_result, algo: str = MD5) -> str | None:
         """The checksum of `name` if it was computed on exactly this version of the file."""
@@ -128,23 +139,59 @@ class Md5Cache:
                     if a != MD5
                 ],
             )
+            gone = self._owner_rows([r[0] for r in rows])
             self._db.executemany("DELETE FROM owner WHERE name=?", [(r[0],) for r in rows])
-            self._db.executemany(
-                "INSERT INTO owner VALUES (?, ?)", [(r[0], r[4]) for r in rows if r[4] is not None]
-            )
+            added = [(r[0], r[4], r[1].st_size) for r in rows if r[4] is not None]
+            self._db.executemany("INSERT INTO owner (name, owner, size) VALUES (?, ?, ?)", added)
+            self._count(gone, -1)
+            self._count([(owner, size) for _, owner, size in added], +1)
 
     def forget(self, name: str) -> None:
         with self._lock, self._transaction():
+            gone = self._owner_rows([name])
             self._db.execute("DELETE FROM md5 WHERE name=?", (name,))
             self._db.execute("DELETE FROM owner WHERE name=?", (name,))
             self._db.execute("DELETE FROM sums WHERE name=?", (name,))
+            self._count(gone, -1)
 
-    def set_owner(self, name: str, owner: str | None) -> None:
+    def _owner_rows(self, names: list[str]) -> list[tuple[str, int | None]]:
+        """(owner, size) of the owner rows of `names`, before they change."""
+        found: list[tuple[str, int | None]] = []
+        for i in range(0, len(names), LOOKUP_BATCH):
+            batch = names[i : i + LOOKUP_BATCH]
+            sql = f"SELECT owner, size FROM owner WHERE name IN ({','.join('?' * len(batch))})"
+            found += self._db.execute(sql, batch).fetchall()
+        return found
+
+    def _count(self, rows: list[tuple[str, int | None]], sign: int) -> None:
+        """Apply owner rows added (+1) or removed (-1) to the totals already summed. Called
+        inside the transaction: a rollback raises before the caller's next statement, and
+        the totals are then dropped by `_transaction`."""
+        for owner, size in rows:
+            total = self._owned.get(owner)
+            if total is not None:
+                self._owned[owner] = None if size is None else total + sign * size
+
+    def set_sizes(self, owner: str, sizes: list[tuple[str, int]]) -> None:
+        """Record the sizes of `owner`'s files as measured now (the rows may have none, or
+        an old one); its total is summed again when next asked."""
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "UPDATE owner SET size=? WHERE name=? AND owner=?",
+                [(size, name, owner) for name, size in sizes],
+            )
+            self._owned.pop(owner, None)
+
+    def owned_bytes(self, owner: str) -> int | None:
+        """The sizes recorded when `owner`'s files were stored, in total; None if a row has no
+        size (written before sizes were kept). Summed once per owner, then kept up to date."""
         with self._lock:
-            if owner is None:
-                self._db.execute("DELETE FROM owner WHERE name=?", (name,))
-            else:
-                self._db.execute("INSERT OR REPLACE INTO owner VALUES (?, ?)", (name, owner))
+            if owner not in self._owned:
+                rows, sized, total = self._db.execute(
+                    "SELECT COUNT(*), COUNT(size), TOTAL(size) FROM owner WHERE owner=?", (owner,)
+                ).fetchone()
+                self._owned[owner] = int(total) if rows == sized else None
+            return self._owned[owner]
 
     def owned_by(self, owner: str) -> list[str]:
         with self._lock:

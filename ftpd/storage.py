@@ -11,8 +11,10 @@ Staging lives inside the root so that publishing is a rename on one filesystem. 
 are walked one folder at a time without following links (ftpd.tree), so nothing
 outside the root is ever reached.
 The md5 cache is only a cache: a row that does not match the file's current
-stat is ignored and the file is hashed again. Quota usage is the current size of
-the files each account uploaded, so a file removed by hand stops counting.
+stat is ignored and the file is hashed again. Quota usage is first estimated from the
+sizes recorded at upload (one query, however many files the account has); only when
+the estimate comes near the quota are the account's files themselves measured, so a
+file removed by hand stops counting then (and its rows are dropped).
 """
 
 from __future__ import annotations
@@ -199,13 +201,26 @@ class Storage:
         return max(0, vfs.f_bavail * vfs.f_frsize - self.reserve - self.space.unwritten)
 
     def usage(self, owner: str) -> int:
-        """Bytes of stored files uploaded by `owner`, plus its uploads in flight."""
+        """Bytes of stored files uploaded by `owner`, measured on disk, plus its uploads in
+        flight. One lstat per file: `check_upload` asks only near the quota. The rows of
+        files no longer there are dropped, so that the quick estimate agrees again."""
         total = self.space.of(owner)
+        sizes = []
         for name in self.cache.owned_by(owner):
             st = self._stat(name)
             if st is not None:
                 total += st.st_size
+                sizes.append((name, st.st_size))
+            elif not self._exists(name):
+                self.cache.forget(name)
+        self.cache.set_sizes(owner, sizes)
         return total
+
+    def _exists(self, name: str) -> bool:
+        try:
+            return self._lstat(name) is not None
+        except NotFound:
+            return False
 
     def existing(self, name: str) -> Entry | None:
         """The published entry under `name`, or None."""
@@ -248,9 +263,13 @@ class Storage:
         if self.max_file_size is not None and size > self.max_file_size:
             raise TooLarge(f"{size} bytes is over the limit of {self.max_file_size} bytes")
         if quota is not None and owner is not None:
-            used = self.usage(owner)
+            freed = 0
             if replacing and st is not None and self.cache.owner_of(name) == owner:
-                used -= st.st_size  # replacing one's own file frees its bytes
+                freed = st.st_size  # replacing one's own file frees its bytes
+            recorded = self.cache.owned_bytes(owner)
+            used = None if recorded is None else self.space.of(owner) + recorded - freed
+            if used is None or used + size > quota:
+                used = self.usage(owner) - freed  # near the quota: the files decide
             if used + size > quota:
                 raise QuotaExceeded(
                     f"{size} bytes would take {owner!r} over its quota of {quota} bytes"
