@@ -6,6 +6,7 @@ checked as a name, so no path can climb out of the root or spell a separator ano
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 from shared.errors import BadName
@@ -60,6 +61,24 @@ def check_path(path: str) -> str:
     """Return `path` in NFC if every "/"-separated component is a safe name; else BadName."""
     if not isinstance(path, str):
         raise BadName("a path must be a string")
+    if len(path) <= CACHED_PATH_CHARS:
+        return _remembered_path(path)
+    return _check_path(path)
+
+
+CACHED_PATH_CHARS = 255
+"""Paths up to this long are remembered, at most 1,024 of them: well under a megabyte,
+whatever names a peer sends."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _remembered_path(path: str) -> str:
+    """An upload's name is checked by the session, storage and the publish step in turn (each
+    must not trust the others), and the answer never changes. Raising is not remembered."""
+    return _check_path(path)
+
+
+def _check_path(path: str) -> str:
     if "/" not in path:
         return check_name(path)
     parts = path.split("/")

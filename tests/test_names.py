@@ -6,8 +6,9 @@ import unicodedata
 
 import pytest
 
+from shared import names
 from shared.errors import BadName, RequestError
-from shared.names import MAX_NAME_BYTES, RESERVED_PREFIX, check_name
+from shared.names import MAX_NAME_BYTES, RESERVED_PREFIX, check_name, check_path
 
 
 @pytest.mark.parametrize(
@@ -165,3 +166,16 @@ def test_error_messages_say_why() -> None:
         check_name("中" * 86)
     with pytest.raises(BadName, match="reserved"):
         check_name(".ftpd")
+
+
+def test_checked_paths_are_remembered_only_when_short_and_valid() -> None:
+    long_path = "/".join(["d" * 200] * 5)
+    before = names._remembered_path.cache_info().currsize
+    assert check_path(long_path) == long_path
+    assert names._remembered_path.cache_info().currsize == before  # long: checked, not kept
+    for _ in range(2):  # a refusal is never remembered as an answer
+        with pytest.raises(BadName):
+            check_path("a/../b")
+    assert check_path("caf\u0065\u0301/x") == "caf\u00e9/x"
+    assert check_path("caf\u0065\u0301/x") == "caf\u00e9/x"  # the remembered answer is NFC
+    assert names._remembered_path.cache_info().maxsize * names.CACHED_PATH_CHARS < 1 << 20
