@@ -121,7 +121,9 @@ class Md5Cache:
             )
 
     def record(self, rows: list[tuple[str, os.stat_result, str, str, str | None]]) -> None:
-        """(name, stat, digest, checksum, owner) of freshly stored files, in one transaction."""
+        """(name, stat, digest, checksum, owner) of freshly stored files, in one transaction.
+        A name stored twice in one group (overwritten by the later upload) keeps the last."""
+        rows = list({r[0]: r for r in rows}.values())
         with self._lock, self._transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO md5 VALUES (?, ?, ?, ?, ?)",

@@ -3,6 +3,7 @@ the quota, and totals that follow every change to the owner table."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +129,19 @@ def test_a_rolled_back_change_drops_the_totals(
         storage.cache.record([("b", (storage.root / "a").stat(), "md5", "0" * 32, "alice")])
     monkeypatch.undo()
     assert storage.cache.owned_bytes("alice") == summed_afresh(storage, "alice")
+
+
+def test_one_group_storing_a_name_twice_keeps_the_last(storage: Storage) -> None:
+    """Two overwriting uploads of one name committed together: the owner row was inserted
+    twice and the whole group failed with an IntegrityError."""
+    uploads = []
+    for data in (b"one", b"second"):
+        up = storage.begin_upload("same", len(data), "overwrite", owner="alice")
+        up.write(memoryview(data))
+        uploads.append(up)
+    results = storage.commit_many(uploads)
+    assert [getattr(r, "size", r) for r in results] == [3, 6]
+    assert (storage.root / "same").read_bytes() == b"second"
+    assert storage.cache.owned_bytes("alice") == 6 == summed_afresh(storage, "alice")
+    [entry] = storage.list()
+    assert entry.md5 == hashlib.md5(b"second").hexdigest()
