@@ -174,12 +174,14 @@ class Md5Cache:
             if total is not None:
                 self._owned[owner] = None if size is None else total + sign * size
 
-    def set_sizes(self, owner: str, sizes: list[tuple[str, int]]) -> None:
-        """Record the sizes of `owner`'s files as measured now (the rows may have none, or
-        an old one); its total is summed again when next asked."""
+    def fill_sizes(self, owner: str, sizes: list[tuple[str, int]]) -> None:
+        """Give `owner`'s rows that have no size (from before sizes were kept) the sizes
+        measured now; its total is summed again when next asked."""
+        if self._owned.get(owner, 0) is not None:
+            return  # every row has its size
         with self._lock, self._transaction():
             self._db.executemany(
-                "UPDATE owner SET size=? WHERE name=? AND owner=?",
+                "UPDATE owner SET size=? WHERE name=? AND owner=? AND size IS NULL",
                 [(size, name, owner) for name, size in sizes],
             )
             self._owned.pop(owner, None)

@@ -14,7 +14,7 @@ The md5 cache is only a cache: a row that does not match the file's current
 stat is ignored and the file is hashed again. Quota usage is first estimated from the
 sizes recorded at upload (one query, however many files the account has); only when
 the estimate comes near the quota are the account's files themselves measured, so a
-file removed by hand stops counting then (and its rows are dropped).
+file removed or grown by hand counts as it is then.
 """
 
 from __future__ import annotations
@@ -202,8 +202,9 @@ class Storage:
 
     def usage(self, owner: str) -> int:
         """Bytes of stored files uploaded by `owner`, measured on disk, plus its uploads in
-        flight. One lstat per file: `check_upload` asks only near the quota. The rows of
-        files no longer there are dropped, so that the quick estimate agrees again."""
+        flight. One lstat per file: `check_upload` asks only near the quota. Rows written
+        before sizes were kept get the size measured; no other row is changed, as an upload
+        of the same name may be committing meanwhile."""
         total = self.space.of(owner)
         sizes = []
         for name in self.cache.owned_by(owner):
@@ -211,16 +212,8 @@ class Storage:
             if st is not None:
                 total += st.st_size
                 sizes.append((name, st.st_size))
-            elif not self._exists(name):
-                self.cache.forget(name)
-        self.cache.set_sizes(owner, sizes)
+        self.cache.fill_sizes(owner, sizes)
         return total
-
-    def _exists(self, name: str) -> bool:
-        try:
-            return self._lstat(name) is not None
-        except NotFound:
-            return False
 
     def existing(self, name: str) -> Entry | None:
         """The published entry under `name`, or None."""
