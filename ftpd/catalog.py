@@ -202,6 +202,12 @@ class Md5Cache:
             rows = self._db.execute("SELECT name FROM owner WHERE owner=?", (owner,)).fetchall()
         return [r[0] for r in rows]
 
+    def owner_row(self, name: str) -> tuple[str, int | None] | None:
+        """(owner, size recorded at upload) of `name`, or None if no account owns it."""
+        with self._lock:
+            row = self._db.execute("SELECT owner, size FROM owner WHERE name=?", (name,)).fetchone()
+        return (row[0], row[1]) if row else None
+
     def owner_of(self, name: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT owner FROM owner WHERE name=?", (name,)).fetchone()

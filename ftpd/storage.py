@@ -209,9 +209,9 @@ class Storage:
         sizes = []
         for name in self.cache.owned_by(owner):
             st = self._stat(name)
-            if st is not None:
-                total += st.st_size
-                sizes.append((name, st.st_size))
+            size = st.st_size if st is not None else 0  # gone, or not a file: counts 0
+            total += size
+            sizes.append((name, size))
         self.cache.fill_sizes(owner, sizes)
         return total
 
@@ -256,13 +256,17 @@ class Storage:
         if self.max_file_size is not None and size > self.max_file_size:
             raise TooLarge(f"{size} bytes is over the limit of {self.max_file_size} bytes")
         if quota is not None and owner is not None:
-            freed = 0
-            if replacing and st is not None and self.cache.owner_of(name) == owner:
-                freed = st.st_size  # replacing one's own file frees its bytes
+            # Replacing one's own file frees its bytes: in the recorded total, the size
+            # recorded for it; on disk, its size now.
+            row = self.cache.owner_row(name) if replacing and st is not None else None
+            mine = row is not None and row[0] == owner
             recorded = self.cache.owned_bytes(owner)
-            used = None if recorded is None else self.space.of(owner) + recorded - freed
+            used = None
+            if recorded is not None:
+                used = self.space.of(owner) + recorded - (row[1] or 0 if mine and row else 0)
             if used is None or used + size > quota:
-                used = self.usage(owner) - freed  # near the quota: the files decide
+                # near the quota: the files decide
+                used = self.usage(owner) - (st.st_size if mine and st is not None else 0)
             if used + size > quota:
                 raise QuotaExceeded(
                     f"{size} bytes would take {owner!r} over its quota of {quota} bytes"
