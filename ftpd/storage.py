@@ -259,14 +259,15 @@ class Storage:
             # Replacing one's own file frees its bytes: in the recorded total, the size
             # recorded for it; on disk, its size now.
             row = self.cache.owner_row(name) if replacing and st is not None else None
-            mine = row is not None and row[0] == owner
+            replaced = row if row is not None and row[0] == owner else None
             recorded = self.cache.owned_bytes(owner)
             used = None
             if recorded is not None:
-                used = self.space.of(owner) + recorded - (row[1] or 0 if mine and row else 0)
-            if used is None or used + size > quota:
-                # near the quota: the files decide
-                used = self.usage(owner) - (st.st_size if mine and st is not None else 0)
+                freed = (replaced[1] or 0) if replaced is not None else 0
+                used = self.space.of(owner) + recorded - freed
+            if used is None or used + size > quota:  # near the quota: the files decide
+                freed = st.st_size if replaced is not None and st is not None else 0
+                used = self.usage(owner) - freed
             if used + size > quota:
                 raise QuotaExceeded(
                     f"{size} bytes would take {owner!r} over its quota of {quota} bytes"
