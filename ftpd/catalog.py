@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from shared.digests import MD5
 
@@ -90,17 +91,19 @@ class Md5Cache:
     def rows_for(self, names: list[str]) -> dict[str, tuple[int, int, int, str]]:
         """(size, mtime_ns, ino, md5) of each of `names` that has a row: a listing asks for
         the files of one folder, not for every row the root ever had."""
-        found: dict[str, tuple[int, int, int, str]] = {}
         with self._lock:
-            for i in range(0, len(names), LOOKUP_BATCH):
-                batch = names[i : i + LOOKUP_BATCH]
-                sql = (
-                    "SELECT name, size, mtime_ns, ino, md5 FROM md5 WHERE name IN"
-                    f" ({','.join('?' * len(batch))})"
-                )
-                for r in self._db.execute(sql, batch):
-                    found[r[0]] = (r[1], r[2], r[3], r[4])
-        return found
+            rows = self._where_name_in("SELECT name, size, mtime_ns, ino, md5 FROM md5", names)
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+    def _where_name_in(self, select: str, names: list[str]) -> list[Any]:
+        """The rows of `select` whose name is one of `names`, LOOKUP_BATCH names per query;
+        call with the lock held."""
+        rows: list[Any] = []
+        for i in range(0, len(names), LOOKUP_BATCH):
+            batch = names[i : i + LOOKUP_BATCH]
+            sql = f"{select} WHERE name IN ({','.join('?' * len(batch))})"
+            rows += self._db.execute(sql, batch).fetchall()
+        return rows
 
     def store(self, name: str, st: os.stat_result, value: str, algo: str = MD5) -> None:
         if algo == MD5:
@@ -158,12 +161,7 @@ class Md5Cache:
 
     def _owner_rows(self, names: list[str]) -> list[tuple[str, int | None]]:
         """(owner, size) of the owner rows of `names`, before they change."""
-        found: list[tuple[str, int | None]] = []
-        for i in range(0, len(names), LOOKUP_BATCH):
-            batch = names[i : i + LOOKUP_BATCH]
-            sql = f"SELECT owner, size FROM owner WHERE name IN ({','.join('?' * len(batch))})"
-            found += self._db.execute(sql, batch).fetchall()
-        return found
+        return self._where_name_in("SELECT owner, size FROM owner", names)
 
     def _count(self, rows: list[tuple[str, int | None]], sign: int) -> None:
         """Apply owner rows added (+1) or removed (-1) to the totals already summed. Called
@@ -207,11 +205,6 @@ class Md5Cache:
         with self._lock:
             row = self._db.execute("SELECT owner, size FROM owner WHERE name=?", (name,)).fetchone()
         return (row[0], row[1]) if row else None
-
-    def owner_of(self, name: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT owner FROM owner WHERE name=?", (name,)).fetchone()
-        return row[0] if row else None
 
     def close(self) -> None:
         with self._lock:

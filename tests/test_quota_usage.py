@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ftpd.catalog import Md5Cache
 from ftpd.storage import Storage
 from shared.errors import QuotaExceeded
+from tests.quota_helpers import store, summed_afresh
 
 
 @pytest.fixture
@@ -20,21 +20,6 @@ def storage(tmp_path: Path) -> Iterator[Storage]:
     s = Storage(tmp_path / "root")
     yield s
     s.close()
-
-
-def store(storage: Storage, name: str, size: int, owner: str, conflict: str = "fail") -> None:
-    up = storage.begin_upload(name, size, conflict, owner=owner)
-    up.write(memoryview(b"x" * size))
-    up.commit()
-
-
-def summed_afresh(storage: Storage, owner: str) -> int | None:
-    """What a new catalog on the same database sums for `owner`."""
-    other = Md5Cache(storage.root / ".ftpd" / "md5.sqlite3")
-    try:
-        return other.owned_bytes(owner)
-    finally:
-        other.close()
 
 
 def test_far_from_the_quota_no_file_is_measured(

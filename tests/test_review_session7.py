@@ -26,7 +26,6 @@ from ftpc import Client, pipeline
 from ftpd import catalog
 from ftpd import cli as ftpd_cli
 from ftpd import storage as storage_mod
-from ftpd.catalog import Md5Cache
 from ftpd.storage import Storage
 from shared.errors import (
     Exists,
@@ -38,6 +37,7 @@ from shared.listing import FOLDER
 from shared.protocol import MAX_INLINE, Role, encode, parse_header
 from tests.conftest import ACCOUNTS, Daemon, Raw, wait_until
 from tests.hostile_resume_helpers import plant_partial
+from tests.quota_helpers import store, summed_afresh
 
 
 def md5(data: bytes) -> str:
@@ -49,33 +49,6 @@ def storage(tmp_path: Path) -> Iterator[Storage]:
     s = Storage(tmp_path / "root")
     yield s
     s.close()
-
-
-def store(
-    storage: Storage,
-    name: str,
-    size: int,
-    owner: str | None,
-    conflict: str = "fail",
-    quota: int | None = None,
-    fill: bytes = b"x",
-) -> None:
-    up = storage.begin_upload(name, size, conflict, owner=owner, quota=quota)
-    try:
-        up.write(memoryview(fill * size))
-        up.commit()
-    except BaseException:
-        up.abort()
-        raise
-
-
-def summed_afresh(storage: Storage, owner: str) -> int | None:
-    """What a new catalog on the same database sums for `owner`."""
-    other = Md5Cache(storage.root / ".ftpd" / "md5.sqlite3")
-    try:
-        return other.owned_bytes(owner)
-    finally:
-        other.close()
 
 
 def recorded_size(storage: Storage, name: str) -> int | None:
@@ -214,7 +187,7 @@ def test_measuring_usage_keeps_a_file_published_meanwhile(
     threads[0].join(10)
     monkeypatch.undo()
     assert (storage.root / "gone").stat().st_size == 500
-    assert storage.cache.owner_of("gone") == "bob"
+    assert (storage.cache.owner_row("gone") or ("",))[0] == "bob"
     assert storage.usage("bob") == 500
     assert_total(storage, "bob")
     assert_total(storage, "alice")
@@ -244,7 +217,7 @@ def test_two_pipelined_overwrites_of_one_name_keep_the_session(daemon: Daemon) -
         assert [(r.type, r.get("size")) for r in replies] == [("ok", 100), ("ok", 300)]
         assert raw.recv().type == "listing"
     assert (daemon.root / "x").read_bytes() == b"2" * 300
-    assert daemon.server.storage.cache.owner_of("x") == "alice"
+    assert (daemon.server.storage.cache.owner_row("x") or ("",))[0] == "alice"
     assert_total(daemon.server.storage, "alice")
 
 
