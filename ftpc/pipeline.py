@@ -1,9 +1,10 @@
 """Many uploads over one connection: small files are pipelined, so the server can group-commit.
 
-Each small file goes as one `upload` frame (header, md5 and bytes together), with
-no `continue` to wait for. Up to WINDOW of them are in flight; when the window
-fills, half of it is collected, so the next burst arrives back to back and the
-server syncs it as one batch. Larger files go one at a time through `put`.
+Small files go several to an `uploads` frame (one header naming each file, its size and
+checksum, then their bytes), or one to an `upload` frame on a server without `uploads`,
+with no `continue` to wait for. Each file gets its own reply. Up to WINDOW files are in
+flight; when the window fills, half of it is collected, so the next burst arrives back to
+back and the server syncs it as one batch. Larger files go one at a time through `put`.
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ from ftpc.client import Client, Progress, PutResult
 from ftpc.files import open_regular
 from ftpc.upload import settled_result
 from shared import digests
-from shared.digests import sum_fields
+from shared.digests import MD5, sum_fields
 from shared.errors import ChecksumMismatch, LocalFileError, RequestError
 from shared.names import check_path, conflict_fields
-from shared.protocol import MAX_INLINE, Role, encode
+from shared.protocol import MAX_FRAME_FILES, MAX_FRAME_NAMES, MAX_INLINE, Role, encode
 
 WINDOW = 128
 """Uploads in flight at most; their replies (about 150 bytes each) always fit a socket buffer."""
 WINDOW_BYTES = 32 << 20
 SEND_BYTES = 64 << 10
 """Frames are gathered up to this many bytes, then sent with one call."""
+FRAME_BYTES = 256 << 10
+"""An `uploads` frame is closed before its body would pass this many bytes (or the
+protocol's MAX_FRAME_FILES files, or MAX_FRAME_NAMES characters of names)."""
 
 Outcome = PutResult | RequestError | LocalFileError
 """Each file's fate: a refused or unreadable file does not stop the others."""
@@ -69,10 +73,21 @@ def put_many(
     in_flight_bytes = 0
     unsent: list[bytes] = []
     unsent_bytes = 0
+    frame = _Frame()
+
+    def close_frame() -> None:
+        nonlocal unsent_bytes
+        if frame.files:
+            header = encode("uploads", Role.CLIENT, files=frame.files, size=frame.size, **mode)
+            unsent.append(header)
+            unsent.extend(frame.bodies)
+            unsent_bytes += len(header) + frame.size
+            frame.clear()
 
     def send() -> None:
         """One sendall for the frames gathered: a send per 4 KiB file cost more than its md5."""
         nonlocal unsent_bytes
+        close_frame()
         if unsent:
             client.chan.send_raw(b"".join(unsent))
             unsent.clear()
@@ -108,7 +123,11 @@ def put_many(
             settle(item, PutResult(stored_as, item.size, item.checksum, existed, seconds, algo))
 
     pipelined = "upload" in client.hello["capabilities"]
+    grouped = "uploads" in client.hello["capabilities"]
     algo = client.digest
+    mode: dict[str, object] = {**conflict_fields(conflict)}
+    if algo != MD5:
+        mode["digest"] = algo
     for index, raw_path in enumerate(paths):
         path = Path(raw_path)
         started = time.monotonic()
@@ -139,12 +158,16 @@ def put_many(
         hasher = digests.new(algo)
         hasher.update(data)
         checksum = hasher.hexdigest()
-        fields = sum_fields(algo, checksum)
-        mode = conflict_fields(conflict)
-        header = encode("upload", Role.CLIENT, name=name, size=len(data), **mode, **fields)
-        unsent.append(header)
-        unsent.append(data)
-        unsent_bytes += len(header) + len(data)
+        if grouped:
+            if not frame.fits(name, len(data)):
+                close_frame()
+            frame.add(name, data, checksum)
+        else:
+            fields = {**conflict_fields(conflict), **sum_fields(algo, checksum)}
+            header = encode("upload", Role.CLIENT, name=name, size=len(data), **fields)
+            unsent.append(header)
+            unsent.append(data)
+            unsent_bytes += len(header) + len(data)
         if unsent_bytes >= SEND_BYTES:
             send()
         progress = on_start(path, name, len(data)) if on_start is not None else on_progress
@@ -156,6 +179,33 @@ def put_many(
             collect(len(pending) // 2)
     collect(0)
     return [r for r in results if r is not None]
+
+
+class _Frame:
+    """The files gathered for the next `uploads` frame."""
+
+    def __init__(self) -> None:
+        self.files: list[list[object]] = []
+        self.bodies: list[bytes] = []
+        self.size = 0
+        self.names = 0
+
+    def fits(self, name: str, size: int) -> bool:
+        """Can this file join the frame within the protocol's limits and FRAME_BYTES?"""
+        return not self.files or (
+            len(self.files) < MAX_FRAME_FILES
+            and self.names + len(name) <= MAX_FRAME_NAMES
+            and self.size + size <= FRAME_BYTES
+        )
+
+    def add(self, name: str, data: bytes, checksum: str) -> None:
+        self.files.append([name, len(data), checksum])
+        self.bodies.append(data)
+        self.size += len(data)
+        self.names += len(name)
+
+    def clear(self) -> None:
+        self.files, self.bodies, self.size, self.names = [], [], 0, 0
 
 
 def _read_small(path: Path) -> bytes | None:

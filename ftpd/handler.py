@@ -31,6 +31,7 @@ from shared.errors import (
 from shared.protocol import (
     MAX_HEADER,
     MESSAGES,
+    PIPELINED,
     PROTOCOL_VERSION,
     VERBS,
     Message,
@@ -44,7 +45,16 @@ if TYPE_CHECKING:
     from ftpd.auth import Account
     from ftpd.server import FtpServer
 
-CAPABILITIES = ["md5", "md5-trailer", "overwrite", "upload", "folders", "on-conflict", "resume"]
+CAPABILITIES = [
+    "md5",
+    "md5-trailer",
+    "overwrite",
+    "upload",
+    "uploads",
+    "folders",
+    "on-conflict",
+    "resume",
+]
 """What this server does beyond the first protocol: a client checks before it asks."""
 MIN_RCVBUF = 8 << 10
 MAX_RCVBUF = 1 << 20
@@ -208,7 +218,7 @@ class Session(TransferVerbs):
         if msg.type not in VERBS:
             raise RemoteProtocolError(f"{msg.type!r} is not a request here")
         spec = MESSAGES[msg.type]
-        if self.batch and msg.type != "upload":
+        if self.batch and msg.type not in PIPELINED:
             self.batch.flush()  # replies go out in request order
         try:
             if spec.login and self.account is None:
@@ -219,8 +229,10 @@ class Session(TransferVerbs):
         except RequestError as exc:
             if self.chan.decoder.state is State.BODY:
                 self.chan.recv_body(_discard)  # an upload refused before its bytes were read
-            if self.batch:
-                self.batch.add_reply("error", 0.0, code=exc.code, message=str(exc)[:4000])
+            owed = len(msg["files"]) if msg.type == "uploads" else 1  # one reply per file
+            if self.batch or owed > 1:
+                for _ in range(owed):
+                    self.batch.add_reply("error", 0.0, code=exc.code, message=str(exc)[:4000])
             else:
                 self.reply_error(exc)
 

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ftpd.batch import CommitBatch
 from ftpd.storage import Entry, Storage, Upload
@@ -190,12 +190,18 @@ class TransferVerbs:
         )
         self.chan.send("ok", name=name)
 
-    def _begin(self, msg: Message, digest: str, claimed: str | None) -> Upload | Settled:
+    def _begin(
+        self,
+        name: str,
+        size: int,
+        conflict: str,
+        digest: str,
+        claimed: str | None,
+        resume: bool = False,
+    ) -> Upload | Settled:
         """The checks of put and upload: an Upload to receive into, or the request's answer
         when the name is taken and nothing is to be stored (identical content, or skip)."""
-        name = check_path(msg["name"])
-        size: int = msg["size"]
-        conflict = _conflict(msg)
+        name = check_path(name)
         assert self.account is not None
         may_replace = "d" in self.account.perms
         existing = self.storage.existing_sum(name, digest)
@@ -225,7 +231,7 @@ class TransferVerbs:
             owner=self.account.name,
             quota=self.account.quota,
             digest=digest,
-            resumable=bool(msg.get("resume")),
+            resumable=resume,
             md5=claimed if digest == MD5 else None,
         )
 
@@ -246,7 +252,8 @@ class TransferVerbs:
         try:
             digest = requested_digest(msg)
             claimed = claimed_sum(msg, digest)
-            upload = self._begin(msg, digest, claimed)
+            resume = bool(msg.get("resume"))
+            upload = self._begin(msg["name"], msg["size"], _conflict(msg), digest, claimed, resume)
             if isinstance(upload, Settled):
                 self.chan.send("ok", **self._settled_reply(upload, digest, started))
                 return
@@ -268,23 +275,74 @@ class TransferVerbs:
         size: int = msg["size"]
         if size > MAX_INLINE:
             raise RemoteProtocolError(f"'upload' carries at most {MAX_INLINE} bytes; use 'put'")
+        body = self._recv_inline()
         claimed = ""
         try:
             digest = requested_digest(msg)
             claimed = claimed_sum(msg, digest) or ""
-            upload = self._begin(msg, digest, claimed)
+            conflict = _conflict(msg)
         except RequestError as exc:
-            self.chan.recv_body(_discard)  # stay in frame: the bytes are on their way anyway
-            self._log_transfer("put", msg["name"], 0, claimed, started, exc.code)
-            self.batch.add_reply("error", started, code=exc.code, message=str(exc)[:4000])
+            self._refuse(msg["name"], claimed, started, exc)
+            return
+        self._stage(msg["name"], size, conflict, digest, claimed, body, started)
+
+    def do_uploads(self, msg: Message) -> None:
+        """Many small files in one frame, each handled and answered as its own `upload`
+        would be: one frame to parse and one body to read, instead of one per file."""
+        started = time.monotonic()
+        files: list[list[Any]] = msg["files"]
+        total: int = msg["size"]
+        if total > MAX_INLINE:
+            raise RemoteProtocolError(f"'uploads' carries at most {MAX_INLINE} bytes in all")
+        if sum(size for _, size, _ in files) != total:
+            raise RemoteProtocolError("the sizes of the 'uploads' files do not add up to 'size'")
+        body = self._recv_inline()
+        try:
+            digest = requested_digest(msg)
+            conflict = _conflict(msg)
+        except RequestError as exc:
+            for name, _, claimed in files:
+                self._refuse(name, claimed, started, exc)
+            return
+        end = 0
+        for name, size, claimed in files:
+            start, end = end, end + size
+            self._stage(name, size, conflict, digest, claimed, body[start:end], started)
+
+    def _recv_inline(self) -> memoryview:
+        """The whole body of an upload frame (at most MAX_INLINE bytes), in memory."""
+        body = bytearray()
+        self.chan.recv_body(body.extend)
+        return memoryview(body)
+
+    def _refuse(self, name: str, claimed: str, started: float, exc: FtpError) -> None:
+        """Answer one pipelined file with an error, in its turn."""
+        self._log_transfer("put", name, 0, claimed, started, exc.code)
+        self.batch.add_reply("error", started, code=exc.code, message=str(exc)[:4000])
+
+    def _stage(
+        self,
+        name: str,
+        size: int,
+        conflict: str,
+        digest: str,
+        claimed: str,
+        data: memoryview,
+        started: float,
+    ) -> None:
+        """One pipelined file, whole in memory: staged for the next group commit, or
+        answered in its turn if it is refused or already stored."""
+        try:
+            upload = self._begin(name, size, conflict, digest, claimed)
+        except RequestError as exc:
+            self._refuse(name, claimed, started, exc)
             return
         if isinstance(upload, Settled):
-            self.chan.recv_body(_discard)
             self.batch.add_reply("ok", started, **self._settled_reply(upload, digest, started))
             return
         try:
             sink = _UploadSink(upload)
-            self.chan.recv_body(sink)
+            sink(data)
             error = sink.error or _mismatch(upload, claimed)
         except BaseException:
             upload.abort()

@@ -81,6 +81,28 @@ def _list_of_text(items: int, length: int) -> Callable[[Any], str | None]:
 
 _text_list = _list_of_text(64, 64)
 
+MAX_FRAME_FILES = 64
+MAX_FRAME_NAMES = 8192
+"""Most files one `uploads` frame may carry, and most characters in all their names: any
+frame within both fits a header (even a name of 4,096 characters goes in a frame alone)."""
+_entry_name = _text(4096)
+_entry_size = _integer(0, MAX_SIZE)
+
+
+def _files(value: Any) -> str | None:
+    """The files of an `uploads` frame: [name, size, checksum] each, in body order."""
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_FRAME_FILES:
+        return f"must be a list of 1 to {MAX_FRAME_FILES} files"
+    for n, entry in enumerate(value):
+        if not isinstance(entry, list) or len(entry) != 3:
+            return f"entry {n} must be a list of name, size and checksum"
+        problem = _entry_name(entry[0]) or _entry_size(entry[1]) or _hex_sum(entry[2])
+        if problem:
+            return f"entry {n}: {problem}"
+    if sum(len(entry[0]) for entry in value) > MAX_FRAME_NAMES:
+        return f"must have at most {MAX_FRAME_NAMES} characters of names in all"
+    return None
+
 
 FIELDS: dict[str, Callable[[Any], str | None]] = {
     "version": _integer(1, 65535),
@@ -112,5 +134,6 @@ FIELDS: dict[str, Callable[[Any], str | None]] = {
     "code": _text(64),
     "message": _text(4096, empty=True),
     "fatal": _boolean,
+    "files": _files,
 }
 """Every field that may appear in any header, with its check."""

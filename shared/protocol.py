@@ -18,7 +18,9 @@ from typing import Any
 
 from shared.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from shared.fields import FIELDS, MAX_HEADER
-from shared.fields import MAX_SIZE as MAX_SIZE  # part of the protocol's public limits
+from shared.fields import MAX_FRAME_FILES as MAX_FRAME_FILES  # public limits of the protocol
+from shared.fields import MAX_FRAME_NAMES as MAX_FRAME_NAMES
+from shared.fields import MAX_SIZE as MAX_SIZE
 
 PROTOCOL_VERSION = 1
 MAX_INLINE = 1 << 20
@@ -83,6 +85,14 @@ MESSAGES: dict[str, Spec] = {
         one_of=_SUMS,
         needs_one=True,
     ),
+    "uploads": _spec(
+        C,
+        "files size",
+        "digest overwrite on_conflict",
+        body=True,
+        perm="w",
+        help="upload many small files in one frame, each answered as its own upload",
+    ),
     "get": _spec(
         C, "name", "digest offset prefix", perm="r", help="download a file, or the rest of one"
     ),
@@ -105,8 +115,13 @@ MESSAGES: dict[str, Spec] = {
     "listing": _spec(S, "size count", body=True),
     "error": _spec(S, "code message", "fatal"),
 }
-VERBS = frozenset({"auth", "auth-final", "ls", "put", "upload", "get", "rm", "mkdir", "quit"})
-"""Message types that open a request and so get exactly one final reply."""
+VERBS = frozenset(
+    {"auth", "auth-final", "ls", "put", "upload", "uploads", "get", "rm", "mkdir", "quit"}
+)
+"""Message types that open a request and so get exactly one final reply (`uploads`: one for
+each of its files)."""
+PIPELINED = frozenset({"upload", "uploads"})
+"""Requests whose replies wait for a group commit: others are answered at once."""
 
 
 def check_fields(type_: str, fields: Mapping[str, Any], sender: Role) -> str | None:

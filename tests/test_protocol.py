@@ -46,6 +46,8 @@ from shared.errors import (
 )
 from shared.protocol import (
     FIELDS,
+    MAX_FRAME_FILES,
+    MAX_FRAME_NAMES,
     MAX_HEADER,
     MAX_SIZE,
     MESSAGES,
@@ -165,15 +167,16 @@ def test_every_field_in_the_table_has_a_check() -> None:
         assert "" not in spec.required | spec.optional, type_
 
 
-def test_only_data_file_listing_and_upload_carry_a_body_and_each_has_a_size() -> None:
-    bodies = {"data", "file", "listing", "upload"}
+def test_only_data_file_listing_and_uploads_carry_a_body_and_each_has_a_size() -> None:
+    bodies = {"data", "file", "listing", "upload", "uploads"}
     assert {t for t, spec in MESSAGES.items() if spec.body} == bodies
     for type_ in bodies:
         assert "size" in MESSAGES[type_].required
 
 
 def test_verbs_are_all_client_messages() -> None:
-    assert {"auth", "auth-final", "ls", "put", "upload", "get", "rm", "mkdir", "quit"} == VERBS
+    verbs = {"auth", "auth-final", "ls", "put", "upload", "uploads", "get", "rm", "mkdir", "quit"}
+    assert verbs == VERBS
     assert all(MESSAGES[v].sender is C for v in VERBS)
 
 
@@ -209,6 +212,9 @@ WORST: dict[str, Any] = {
     "code": "\x00" * 64,
     "message": "\x00" * 4096,
     "fatal": False,
+    # The most files, with the most characters of names, split evenly.
+    "files": [["\x00" * (MAX_FRAME_NAMES // MAX_FRAME_FILES), MAX_SIZE, "f" * 128]]
+    * MAX_FRAME_FILES,
 }
 
 
@@ -216,7 +222,12 @@ def test_worst_case_values_are_legal_and_at_the_limit() -> None:
     assert WORST.keys() == FIELDS.keys()
     for key, value in WORST.items():
         assert FIELDS[key](value) is None, key
-        if isinstance(value, str) and key not in ("md5", "sum", "prefix"):
+        if key == "files":
+            one = value[0]
+            assert FIELDS[key]([*value, one]) is not None  # a file too many
+            assert FIELDS[key]([[one[0] + "x", *one[1:]], *value[1:]]) is not None  # a name
+            assert FIELDS[key]([[one[0], MAX_SIZE + 1, one[2]]]) is not None
+        elif isinstance(value, str) and key not in ("md5", "sum", "prefix"):
             assert FIELDS[key](value + "x") is not None, key
         elif isinstance(value, list):
             assert FIELDS[key]([*value, "x"]) is not None, key
@@ -259,6 +270,20 @@ SAMPLES: list[tuple[str, str, Role, dict[str, Any], bytes]] = [
         C,
         {"name": "b", "size": 0, "md5": MD5, "overwrite": True},
         b"",
+    ),
+    (
+        "uploads",
+        "uploads",
+        C,
+        {"files": [["a", 2, MD5], ["d/é", 0, MD5], ["b", 3, "f" * 32]], "size": 5},
+        b"hiabc",
+    ),
+    (
+        "uploads-xxh3",
+        "uploads",
+        C,
+        {"files": [["x", 1, "0" * 32]], "size": 1, "digest": "xxh3-128", "on_conflict": "skip"},
+        b"x",
     ),
     ("get", "get", C, {"name": 'quote " and \\ back'}, b""),
     ("rm", "rm", C, {"name": "x"}, b""),
@@ -771,6 +796,47 @@ BAD_FROM_CLIENT: list[tuple[str, bytes, str | None]] = [
         "at most 64",
     ),
     ("auth-data-empty", b'{"type": "auth-final", "data": ""}', "empty"),
+    ("uploads-no-files", b'{"type": "uploads", "size": 0}', "lacks field 'files'"),
+    ("uploads-empty", b'{"type": "uploads", "files": [], "size": 0}', "1 to 64 files"),
+    ("uploads-not-list", b'{"type": "uploads", "files": {}, "size": 0}', "1 to 64 files"),
+    ("uploads-entry-object", b'{"type": "uploads", "files": [{}], "size": 0}', "entry 0"),
+    (
+        "uploads-entry-short",
+        b'{"type": "uploads", "files": [["a", 1]], "size": 1}',
+        "name, size and checksum",
+    ),
+    (
+        "uploads-entry-size-text",
+        b'{"type": "uploads", "files": [["a", "1", "%s"]], "size": 1}' % MD5.encode(),
+        "entry 0: must be an integer",
+    ),
+    (
+        "uploads-entry-bad-sum",
+        b'{"type": "uploads", "files": [["a", 1, "%s"], ["b", 1, "XYZ"]], "size": 2}'
+        % MD5.encode(),
+        "entry 1: must be 16 to 128 lowercase hex",
+    ),
+    (
+        "uploads-entry-empty-name",
+        b'{"type": "uploads", "files": [["", 1, "%s"]], "size": 1}' % MD5.encode(),
+        "entry 0: must not be empty",
+    ),
+    (
+        "uploads-too-many",
+        json.dumps({"type": "uploads", "files": [["a", 0, MD5]] * 65, "size": 0}).encode(),
+        "1 to 64 files",
+    ),
+    (
+        "uploads-names-too-long",
+        json.dumps({"type": "uploads", "files": [["n" * 4096, 0, MD5]] * 3, "size": 0}).encode(),
+        "at most 8192 characters of names",
+    ),
+    (
+        "uploads-with-md5",
+        b'{"type": "uploads", "files": [["a", 0, "%s"]], "size": 0, "md5": "%s"}'
+        % (MD5.encode(), MD5.encode()),
+        "does not take field 'md5'",
+    ),
 ]
 
 

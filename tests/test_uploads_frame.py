@@ -1,0 +1,247 @@
+"""`uploads`: many small files in one frame, each handled and answered as its own `upload`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xxhash
+
+from ftpc import pipeline
+from ftpd import handler
+from ftpd.transfers import TransferVerbs
+from shared.errors import ChecksumMismatch, Exists, QuotaExceeded
+from shared.protocol import MAX_FRAME_FILES, MAX_INLINE, Message, Role, encode
+from tests.conftest import Daemon, Raw
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def frame(files: list[tuple[str, bytes]], **fields: Any) -> bytes:
+    """An `uploads` frame with each file's md5 (or the checksum given as a third item)."""
+    entries = [[name, len(data), md5(data)] for name, data in files]
+    body = b"".join(data for _, data in files)
+    return encode("uploads", Role.CLIENT, files=entries, size=len(body), **fields) + body
+
+
+@pytest.fixture
+def requests(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How many `upload` and `uploads` requests the daemon handled."""
+    seen: Counter[str] = Counter()
+    for verb in ("upload", "uploads"):
+        real = getattr(TransferVerbs, f"do_{verb}")
+
+        def spy(self: TransferVerbs, msg: Message, real: Any = real, verb: str = verb) -> None:
+            seen[verb] += 1
+            real(self, msg)
+
+        monkeypatch.setattr(TransferVerbs, f"do_{verb}", spy)
+    return seen
+
+
+def test_each_file_of_a_frame_is_stored_and_answered_in_order(daemon: Daemon) -> None:
+    (daemon.root / "d").mkdir()
+    files = [("a", b"alpha"), ("d/é 1.txt", os.urandom(5000)), ("empty", b""), ("z", b"z" * 7)]
+    with Raw(daemon) as raw:
+        raw.login()
+        raw.sock.sendall(frame(files) + encode("ls", Role.CLIENT))
+        replies = [raw.recv() for _ in files]
+        assert [(r.type, r["name"], r["size"], r["md5"]) for r in replies] == [
+            ("ok", name, len(data), md5(data)) for name, data in files
+        ]
+        assert raw.recv().type == "listing"  # after the replies, in request order
+    for name, data in files:
+        assert (daemon.root / name).read_bytes() == data
+    assert list(daemon.staging.iterdir()) == []
+
+
+def test_one_bad_file_fails_alone_and_the_stream_stays_in_frame(daemon: Daemon) -> None:
+    (daemon.root / "taken").write_bytes(b"old")
+    (daemon.root / "same").write_bytes(b"same")
+    files = [
+        ["taken", 3, md5(b"new")],  # exists with other content
+        ["../x", 1, md5(b"x")],  # a bad name
+        ["bad", 3, md5(b"abc")],  # the bytes sent are abd: mismatch
+        ["same", 4, md5(b"same")],  # identical: acknowledged, nothing stored
+        ["fine", 4, md5(b"fine")],
+    ]
+    body = b"new" + b"x" + b"abd" + b"same" + b"fine"
+    with Raw(daemon) as raw:
+        raw.login()
+        raw.sock.sendall(
+            encode("uploads", Role.CLIENT, files=files, size=len(body))
+            + body
+            + frame([("after", b"next frame")])
+        )
+        got = [raw.recv() for _ in range(len(files) + 1)]
+    assert [r.get("code", r.type) for r in got] == [
+        "exists",
+        "bad-name",
+        "checksum-mismatch",
+        "ok",
+        "ok",
+        "ok",
+    ]
+    assert got[3]["existed"] is True and got[4]["existed"] is False
+    assert (daemon.root / "taken").read_bytes() == b"old"
+    assert (daemon.root / "fine").read_bytes() == b"fine"
+    assert (daemon.root / "after").read_bytes() == b"next frame"
+    assert not (daemon.root / "bad").exists() and not (daemon.root.parent / "x").exists()
+    assert list(daemon.staging.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("user", "login", "code"),
+    [("alice", False, "not-authenticated"), ("reader", True, "permission-denied")],
+)
+def test_a_refused_frame_gets_one_error_per_file(
+    daemon: Daemon, user: str, login: bool, code: str
+) -> None:
+    files = [("a", b"1"), ("b", b"22"), ("c", b"333")]
+    with Raw(daemon) as raw:
+        if login:
+            raw.login(user)
+        raw.sock.sendall(frame(files) + encode("quit", Role.CLIENT))
+        assert [raw.recv().get("code") for _ in files] == [code] * 3
+        assert raw.recv().type == "ok"  # the quit: the body was read, the stream is in frame
+    assert sorted(p.name for p in daemon.root.iterdir()) == [".ftpd"]
+
+
+def test_an_unknown_digest_fails_every_file(daemon: Daemon) -> None:
+    with Raw(daemon) as raw:
+        raw.login()
+        raw.sock.sendall(frame([("a", b"1"), ("b", b"2")], digest="crc32") + frame([("c", b"3")]))
+        replies = [raw.recv() for _ in range(3)]
+    assert [r.get("code", r.type) for r in replies] == ["bad-request", "bad-request", "ok"]
+    assert "no digest 'crc32'" in replies[0]["message"]
+    assert (daemon.root / "c").read_bytes() == b"3"
+
+
+def test_a_frame_with_another_digest_and_conflict_mode(daemon: Daemon) -> None:
+    (daemon.root / "keep").write_bytes(b"old")
+    files = [
+        ["keep", 3, xxhash.xxh3_128(b"new").hexdigest()],
+        ["n", 1, xxhash.xxh3_128(b"n").hexdigest()],
+    ]
+    with Raw(daemon) as raw:
+        raw.login()
+        raw.sock.sendall(
+            encode(
+                "uploads", Role.CLIENT, files=files, size=4, digest="xxh3-128", on_conflict="skip"
+            )
+            + b"newn"
+        )
+        keep, new = raw.recv(), raw.recv()
+    assert keep["skipped"] is True and keep["sum"] == xxhash.xxh3_128(b"old").hexdigest()
+    assert (new["name"], new["digest"], new["sum"]) == ("n", "xxh3-128", files[1][2])
+    assert (daemon.root / "keep").read_bytes() == b"old"
+
+
+@pytest.mark.parametrize(
+    ("files", "size", "message"),
+    [
+        ([["a", 2, "0" * 32]], 3, "do not add up"),
+        ([["a", MAX_INLINE, "0" * 32], ["b", 1, "0" * 32]], MAX_INLINE + 1, "at most"),
+    ],
+)
+def test_a_frame_whose_sizes_do_not_hold_is_fatal(
+    daemon: Daemon, files: list[list[Any]], size: int, message: str
+) -> None:
+    with Raw(daemon) as raw:
+        raw.login()
+        raw.send("uploads", files=files, size=size)
+        reply = raw.recv()
+        assert (reply["code"], reply.get("fatal")) == ("bad-request", True)
+        assert message in reply["message"]
+        assert raw.closed_by_server()
+    with daemon.client() as c:  # everyone else is still served
+        assert c.list() == []
+
+
+def test_put_many_sends_frames_and_each_file_gets_its_outcome(
+    daemon: Daemon, tmp_path: Path, requests: Counter[str]
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    paths = []
+    for i in range(150):
+        paths.append(src / f"f{i:03}")
+        paths[-1].write_bytes(os.urandom(i * 13))
+    (daemon.root / "f005").write_bytes(b"someone else's")
+    with daemon.client() as c:
+        outcomes = c.put_many(paths)
+    assert requests["upload"] == 0
+    assert 150 / MAX_FRAME_FILES <= requests["uploads"] < 150  # grouped, several to a frame
+    assert isinstance(outcomes[5], Exists)
+    for path, outcome in zip(paths, outcomes, strict=True):
+        if path.name != "f005":
+            assert (daemon.root / path.name).read_bytes() == path.read_bytes(), path
+            assert outcome.checksum == md5(path.read_bytes())  # type: ignore[union-attr]
+
+
+def test_put_many_splits_frames_at_the_names_limit(
+    daemon: Daemon, tmp_path: Path, requests: Counter[str]
+) -> None:
+    folder = "/".join(["d" * 200] * 15)  # 3,014 characters: two such paths fill a frame
+    (daemon.root / folder).mkdir(parents=True)
+    src = tmp_path / "src"
+    src.mkdir()
+    paths = [src / f"n{i}" for i in range(5)]
+    for p in paths:
+        p.write_bytes(p.name.encode())
+    with daemon.client() as c:
+        outcomes = c.put_many(paths, [f"{folder}/{p.name}" for p in paths])
+    assert all(o.size == 2 for o in outcomes)  # type: ignore[union-attr]
+    assert requests["uploads"] == 3  # 2 + 2 + 1
+    assert (daemon.root / folder / "n4").read_bytes() == b"n4"
+
+
+def test_put_many_falls_back_to_one_frame_per_file(
+    daemon: Daemon, tmp_path: Path, requests: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        handler, "CAPABILITIES", [c for c in handler.CAPABILITIES if c != "uploads"]
+    )
+    src = tmp_path / "src"
+    src.mkdir()
+    paths = [src / f"f{i}" for i in range(6)]
+    for p in paths:
+        p.write_bytes(p.name.encode() * 3)
+    with daemon.client() as c:
+        assert "uploads" not in c.hello["capabilities"]
+        outcomes = c.put_many(paths)
+    assert (requests["upload"], requests["uploads"]) == (6, 0)
+    assert [o.name for o in outcomes] == [p.name for p in paths]  # type: ignore[union-attr]
+
+
+def test_quota_and_mismatches_inside_frames(
+    daemon: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon.users.set_quota("alice", 5000)
+    src = tmp_path / "src"
+    src.mkdir()
+    paths = [src / f"q{i}" for i in range(4)]
+    for p in paths:
+        p.write_bytes(os.urandom(2000))
+    real = pipeline._Frame.add
+
+    def corrupt_q1(self: pipeline._Frame, name: str, data: bytes, checksum: str) -> None:
+        real(self, name, data, md5(b"other") if name == "q1" else checksum)
+
+    monkeypatch.setattr(pipeline._Frame, "add", corrupt_q1)
+    with daemon.client() as c:
+        outcomes = c.put_many(paths)
+    assert [type(o).__name__ for o in outcomes] == [
+        "PutResult",
+        "ChecksumMismatch",
+        "PutResult",
+        "QuotaExceeded",
+    ]
+    assert isinstance(outcomes[1], ChecksumMismatch) and isinstance(outcomes[3], QuotaExceeded)
+    assert sorted(p.name for p in daemon.root.iterdir() if p.name != ".ftpd") == ["q0", "q2"]
