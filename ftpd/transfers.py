@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     from ftpd.auth import Account
 
 
+_quoted = json.JSONEncoder(ensure_ascii=False).encode
+"""A name as one JSON string in a log line. Made once: json.dumps builds an encoder per call
+when given an option."""
+
+
 def _discard(chunk: memoryview) -> None:
     """A sink for the body of a refused upload."""
 
@@ -127,7 +132,7 @@ class TransferVerbs:
             op,
             self.user,
             self.peer,
-            json.dumps(name, ensure_ascii=False),
+            _quoted(name),
             size,
             digest,
             checksum or "-",
@@ -147,7 +152,7 @@ class TransferVerbs:
             "mkdir user=%s peer=%s name=%s result=%s",
             self.user,
             self.peer,
-            json.dumps(path, ensure_ascii=False),
+            _quoted(path),
             "ok" if created else "existed",
         )
         self.chan.send("ok", name=path, created=created)
@@ -186,7 +191,7 @@ class TransferVerbs:
             "rm user=%s peer=%s name=%s result=ok",
             self.user,
             self.peer,
-            json.dumps(name, ensure_ascii=False),
+            _quoted(name),
         )
         self.chan.send("ok", name=name)
 

@@ -56,6 +56,7 @@ class Upload:
         self.received = 0
         self.digest = digest
         self._hash = digests.new(digest)
+        self._sum: str | None = None
         self.offset = 0
         self.prefix = ""
         partials = storage.partials
@@ -98,6 +99,7 @@ class Upload:
         if self.received + len(chunk) > self.size:
             raise ValueError("more bytes than announced")
         self._hash.update(chunk)
+        self._sum = None
         try:
             while chunk:
                 n = self._file.write(chunk)
@@ -112,8 +114,11 @@ class Upload:
 
     @property
     def checksum(self) -> str:
-        """The digest of the bytes received so far."""
-        return self._hash.hexdigest()
+        """The digest of the bytes received so far (kept until the next write: a pipelined
+        upload asks for it five times)."""
+        if self._sum is None:
+            self._sum = self._hash.hexdigest()
+        return self._sum
 
     def _unreserve(self) -> None:
         if self._reserved:
@@ -127,6 +132,7 @@ class Upload:
         os.lseek(self._file.fileno(), 0, os.SEEK_SET)
         self.storage.space.wrote(-self.received)
         self._hash = digests.new(self.digest)
+        self._sum = None
         self.received = self.offset = 0
         self.prefix = ""
 
