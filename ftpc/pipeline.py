@@ -26,9 +26,14 @@ from shared.errors import ChecksumMismatch, LocalFileError, RequestError
 from shared.names import check_path, conflict_fields
 from shared.protocol import MAX_FRAME_FILES, MAX_FRAME_NAMES, MAX_INLINE, Role, encode
 
-WINDOW = 128
-"""Uploads in flight at most; their replies (about 150 bytes each) always fit a socket buffer."""
+WINDOW = 256
+"""Uploads in flight at most: four full `uploads` frames, so that the server has the next
+frames to read while it commits the last ones."""
 WINDOW_BYTES = 32 << 20
+REPLY_BYTES = 64 << 10
+"""At most this many bytes of replies (as `_reply_size` reckons them) are owed at once. The
+server writes them while this side may be writing frames; if they did not fit the socket
+buffers, both sides would wait on each other until a timeout (long names, long replies)."""
 SEND_BYTES = 64 << 10
 """Frames are gathered up to this many bytes, then sent with one call."""
 FRAME_BYTES = 256 << 10
@@ -71,6 +76,7 @@ def put_many(
     results: list[Outcome | None] = [None] * len(paths)
     pending: deque[_InFlight] = deque()
     in_flight_bytes = 0
+    owed_reply_bytes = 0
     unsent: list[bytes] = []
     unsent_bytes = 0
     frame = _Frame()
@@ -99,11 +105,12 @@ def put_many(
             on_result(item.path, outcome)
 
     def collect(keep: int) -> None:
-        nonlocal in_flight_bytes
+        nonlocal in_flight_bytes, owed_reply_bytes
         send()  # every reply awaited must have its request on the way
         while len(pending) > keep:
             item = pending.popleft()
             in_flight_bytes -= item.size
+            owed_reply_bytes -= _reply_size(item.name)
             try:
                 ok = client._reply("ok")
             except RequestError as exc:
@@ -175,10 +182,21 @@ def put_many(
             progress(len(data))
         pending.append(_InFlight(index, path, name, len(data), checksum, started))
         in_flight_bytes += len(data)
-        if len(pending) >= WINDOW or in_flight_bytes >= WINDOW_BYTES:
+        owed_reply_bytes += _reply_size(name)
+        if (
+            len(pending) >= WINDOW
+            or in_flight_bytes >= WINDOW_BYTES
+            or owed_reply_bytes >= REPLY_BYTES
+        ):
             collect(len(pending) // 2)
     collect(0)
     return [r for r in results if r is not None]
+
+
+def _reply_size(name: str) -> int:
+    """A generous guess at the bytes of a file's reply: an `ok` is about 100 plus its name,
+    an error's message names the file or a quota (escapes can double a name)."""
+    return 200 + 2 * len(name.encode("utf-8", "surrogatepass"))
 
 
 class _Frame:

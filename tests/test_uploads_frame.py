@@ -15,7 +15,7 @@ from ftpc import pipeline
 from ftpd import handler
 from ftpd.transfers import TransferVerbs
 from shared.errors import ChecksumMismatch, Exists, QuotaExceeded
-from shared.protocol import MAX_FRAME_FILES, MAX_INLINE, Message, Role, encode
+from shared.protocol import MAX_FRAME_FILES, MAX_INLINE, NEED_DATA, Decoder, Message, Role, encode
 from tests.conftest import Daemon, Raw
 
 
@@ -245,3 +245,43 @@ def test_quota_and_mismatches_inside_frames(
     ]
     assert isinstance(outcomes[1], ChecksumMismatch) and isinstance(outcomes[3], QuotaExceeded)
     assert sorted(p.name for p in daemon.root.iterdir() if p.name != ".ftpd") == ["q0", "q2"]
+
+
+def test_put_many_bounds_the_replies_it_owes_not_only_the_files(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """Replies to long names are long: were 256 of them owed while this side still writes
+    frames, they could fill both socket buffers and stall the two sides until a timeout."""
+    folder = "/".join(["d" * 200] * 15)
+    (daemon.root / folder).mkdir(parents=True)
+    src = tmp_path / "src"
+    src.mkdir()
+    paths = [src / f"n{i:02}" for i in range(40)]
+    for p in paths:
+        p.write_bytes(p.name.encode())
+    names = [f"{folder}/{p.name}" for p in paths]
+    owed, most = 0, 0
+    with daemon.client() as c:
+        watch = Decoder(Role.CLIENT)
+        real_send, real_reply = c.chan.send_raw, c._reply
+
+        def send(data: bytes | memoryview) -> None:
+            nonlocal owed, most
+            watch.receive_data(bytes(data))
+            while (event := watch.next_event()) is not NEED_DATA:
+                if isinstance(event, Message) and event.type == "uploads":
+                    owed += len(event["files"])
+            most = max(most, owed)
+            real_send(data)
+
+        def reply(*types: str) -> Message:
+            nonlocal owed
+            owed -= 1
+            return real_reply(*types)
+
+        c.chan.send_raw = send  # type: ignore[method-assign]
+        c._reply = reply  # type: ignore[method-assign]
+        outcomes = c.put_many(paths, names)
+    assert all(o.size == 3 for o in outcomes)  # type: ignore[union-attr]
+    assert 1 < most <= pipeline.REPLY_BYTES // pipeline._reply_size(names[0]) + 1
+    assert most < 20
