@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from shared.names import CONFLICTS
+from shared.names import CONFLICTS, MAX_PATH_CHARS
 
 MAX_HEADER = 65536
 MAX_SIZE = 1 << 50
@@ -85,7 +85,7 @@ MAX_FRAME_FILES = 64
 MAX_FRAME_NAMES = 8192
 """Most files one `uploads` frame may carry, and most characters in all their names: any
 frame within both fits a header (even a name of 4,096 characters goes in a frame alone)."""
-_entry_name = _text(4096)
+_entry_name = _text(MAX_PATH_CHARS)
 _entry_size = _integer(0, MAX_SIZE)
 
 
@@ -114,7 +114,7 @@ FIELDS: dict[str, Callable[[Any], str | None]] = {
     "data": _text(4096),
     "user": _text(64),
     "perms": _text(3, empty=True),
-    "name": _text(4096),
+    "name": _text(MAX_PATH_CHARS),
     "size": _integer(0, MAX_SIZE),
     "md5": _md5,
     "digest": _text(32),

@@ -18,6 +18,9 @@ CONFLICTS = (FAIL, OVERWRITE, RENAME, SKIP)
 """What a transfer does when its target name is taken by other content (docs/PROTOCOL.md)."""
 MAX_DEPTH = 32
 """Folders nest at most this deep: a bound on every walk, on both sides."""
+MAX_PATH_CHARS = 4096
+"""A whole path, in NFC, has at most this many characters: the limit of a `name` field, which
+NFC can pass (U+FB2C is three characters in NFC), so that every reply can name its file."""
 RESERVED_PREFIX = ".ftpd"
 """The server keeps its staging files and md5 cache under this prefix in the root."""
 RESERVED_NAMES = frozenset({".gitkeep"})
@@ -80,13 +83,16 @@ def _remembered_path(path: str) -> str:
 
 def _check_path(path: str) -> str:
     if "/" not in path:
-        return check_name(path)
+        return check_name(path)  # at most 255 bytes, so within MAX_PATH_CHARS
     parts = path.split("/")
     if "" in parts:
         raise BadName(f"path {path!r} has an empty component (a leading, trailing or double /)")
     if len(parts) > MAX_DEPTH:
         raise BadName(f"path {path[:64]!r}... is deeper than {MAX_DEPTH} folders")
-    return "/".join(check_name(part) for part in parts)
+    checked = "/".join(check_name(part) for part in parts)
+    if len(checked) > MAX_PATH_CHARS:
+        raise BadName(f"path {path[:64]!r}... is longer than {MAX_PATH_CHARS} characters in NFC")
+    return checked
 
 
 def check_folder(path: str) -> str:

@@ -179,3 +179,14 @@ def test_checked_paths_are_remembered_only_when_short_and_valid() -> None:
     assert check_path("caf\u0065\u0301/x") == "caf\u00e9/x"
     assert check_path("caf\u0065\u0301/x") == "caf\u00e9/x"  # the remembered answer is NFC
     assert names._remembered_path.cache_info().maxsize * names.CACHED_PATH_CHARS < 1 << 20
+
+
+def test_a_path_longer_than_4096_characters_in_nfc_is_refused() -> None:
+    """U+FB2C is one character and three in NFC: a path that fits the `name` field as sent
+    could otherwise be stored under a name no reply can carry."""
+    part = "a" * 102 + "\ufb2c" * 25
+    name = "/".join([part] * 32)  # 4,095 characters as sent, 5,695 in NFC
+    with pytest.raises(BadName, match="longer than 4096 characters in NFC"):
+        check_path(name)
+    fits = "/".join(["a" * 127] * 32)  # 4,095 characters, all ASCII
+    assert check_path(fits) == fits
