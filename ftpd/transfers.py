@@ -30,7 +30,7 @@ from shared.errors import (
 )
 from shared.listing import encode_listing
 from shared.names import FAIL, OVERWRITE, SKIP, check_path
-from shared.protocol import MAX_INLINE, Message
+from shared.protocol import Message
 from shared.wire import Channel
 
 if TYPE_CHECKING:
@@ -277,9 +277,7 @@ class TransferVerbs:
         """A whole small file in one frame. Its reply waits in the batch, so that uploads
         sent back to back are committed together; the body is read whatever the verdict."""
         started = time.monotonic()
-        size: int = msg["size"]
-        if size > MAX_INLINE:
-            raise RemoteProtocolError(f"'upload' carries at most {MAX_INLINE} bytes; use 'put'")
+        size: int = msg["size"]  # at most MAX_INLINE: the decoder checked it with the header
         body = self._recv_inline()
         claimed = ""
         try:
@@ -295,13 +293,8 @@ class TransferVerbs:
         """Many small files in one frame, each handled and answered as its own `upload`
         would be: one frame to parse and one body to read, instead of one per file."""
         started = time.monotonic()
-        files: list[list[Any]] = msg["files"]
-        total: int = msg["size"]
-        if total > MAX_INLINE:
-            raise RemoteProtocolError(f"'uploads' carries at most {MAX_INLINE} bytes in all")
-        if sum(size for _, size, _ in files) != total:
-            raise RemoteProtocolError("the sizes of the 'uploads' files do not add up to 'size'")
-        body = self._recv_inline()
+        files: list[list[Any]] = msg["files"]  # their sizes add up to the body's, at most
+        body = self._recv_inline()  # MAX_INLINE: the decoder checked it with the header
         try:
             digest = requested_digest(msg)
             conflict = _conflict(msg)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -54,10 +54,24 @@ class Spec:
     one_of: frozenset[str] = frozenset()
     """At most one of these fields may be present (exactly one when `needs_one`)."""
     needs_one: bool = False
+    whole: Callable[[Mapping[str, Any]], str | None] | None = None
+    """A check across the fields, once each has passed its own."""
 
 
 def _spec(sender: Role, required: str = "", optional: str = "", **kw: Any) -> Spec:
     return Spec(sender, frozenset(required.split()), frozenset(optional.split()), **kw)
+
+
+def _inline(fields: Mapping[str, Any]) -> str | None:
+    """A body read whole into memory: bounded, and for `uploads` the sum of its files.
+    Checked with the header, so that no peer (logged in or not) has a larger one read."""
+    size: int = fields["size"]
+    if size > MAX_INLINE:
+        return f"carries at most {MAX_INLINE} bytes; use 'put'"
+    files = fields.get("files")
+    if files is not None and sum(entry[1] for entry in files) != size:
+        return "has files whose sizes do not add up to 'size'"
+    return None
 
 
 C, S = Role.CLIENT, Role.SERVER
@@ -84,6 +98,7 @@ MESSAGES: dict[str, Spec] = {
         help="upload a small file in one frame, so that uploads can be pipelined",
         one_of=_SUMS,
         needs_one=True,
+        whole=_inline,
     ),
     "uploads": _spec(
         C,
@@ -92,6 +107,7 @@ MESSAGES: dict[str, Spec] = {
         body=True,
         perm="w",
         help="upload many small files in one frame, each answered as its own upload",
+        whole=_inline,
     ),
     "get": _spec(
         C, "name", "digest offset prefix", perm="r", help="download a file, or the rest of one"
@@ -143,6 +159,10 @@ def check_fields(type_: str, fields: Mapping[str, Any], sender: Role) -> str | N
     present = spec.one_of & fields.keys()
     if len(present) > 1 or (spec.needs_one and not present):
         return f"{type_!r} takes exactly one of {' and '.join(sorted(spec.one_of))}"
+    if spec.whole is not None:
+        problem = spec.whole(fields)
+        if problem:
+            return f"{type_!r} {problem}"
     return None
 
 

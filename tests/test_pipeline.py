@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -92,12 +94,18 @@ def test_refused_uploads_keep_the_stream_in_frame(daemon: Daemon) -> None:
     assert list(daemon.staging.iterdir()) == []
 
 
-def test_an_upload_over_the_inline_limit_is_a_protocol_error(daemon: Daemon) -> None:
+@pytest.mark.parametrize("login", [True, False])
+def test_an_upload_over_the_inline_limit_is_a_protocol_error(daemon: Daemon, login: bool) -> None:
+    """Refused with its header, before login too: no peer has a larger body read."""
+    fields = {"type": "upload", "name": "big", "size": MAX_INLINE + 1, "md5": md5(b"")}
+    header = json.dumps(fields).encode()  # by hand: the encoder refuses it, as the decoder does
     with Raw(daemon) as raw:
-        raw.login()
-        raw.send("upload", name="big", size=MAX_INLINE + 1, md5=md5(b""))
+        if login:
+            raw.login()
+        raw.sock.sendall(struct.pack("!I", len(header)) + header)
         reply = raw.recv()
         assert (reply["code"], reply.get("fatal")) == ("bad-request", True)
+        assert "carries at most 1048576 bytes" in reply["message"]
         assert raw.closed_by_server()
 
 

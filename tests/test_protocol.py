@@ -49,6 +49,7 @@ from shared.protocol import (
     MAX_FRAME_FILES,
     MAX_FRAME_NAMES,
     MAX_HEADER,
+    MAX_INLINE,
     MAX_SIZE,
     MESSAGES,
     NEED_DATA,
@@ -241,6 +242,11 @@ def test_the_largest_legal_header_of_every_type_can_be_encoded(type_: str) -> No
     if spec.one_of:  # only one checksum at a time; `sum` is the longer
         keys -= spec.one_of - {"sum"}
     fields = {key: WORST[key] for key in keys}
+    if spec.whole is not None:  # a body read whole: at most MAX_INLINE bytes in all
+        fields["size"] = MAX_INLINE
+        if "files" in fields:
+            share = MAX_INLINE // MAX_FRAME_FILES
+            fields["files"] = [[name, share, sum_] for name, _, sum_ in WORST["files"]]
     wire = encode(type_, spec.sender, **fields)
     assert len(wire) - PREFIX_SIZE <= MAX_HEADER
     decoder = Decoder(spec.sender)
@@ -830,6 +836,35 @@ BAD_FROM_CLIENT: list[tuple[str, bytes, str | None]] = [
         "uploads-names-too-long",
         json.dumps({"type": "uploads", "files": [["n" * 4096, 0, MD5]] * 3, "size": 0}).encode(),
         "at most 8192 characters of names",
+    ),
+    (
+        "upload-over-inline",
+        b'{"type": "upload", "name": "a", "size": %d, "md5": "%s"}'
+        % (MAX_INLINE + 1, MD5.encode()),
+        "'upload' carries at most 1048576 bytes",
+    ),
+    (
+        "uploads-over-inline",
+        json.dumps(
+            {
+                "type": "uploads",
+                "files": [["a", MAX_INLINE, MD5], ["b", 1, MD5]],
+                "size": MAX_INLINE + 1,
+            }
+        ).encode(),
+        "'uploads' carries at most",
+    ),
+    (
+        "uploads-sizes-short",
+        json.dumps({"type": "uploads", "files": [["a", 2, MD5]], "size": 3}).encode(),
+        "do not add up to 'size'",
+    ),
+    (
+        "uploads-sizes-long",
+        json.dumps(
+            {"type": "uploads", "files": [["a", 2, MD5], ["b", 2, MD5]], "size": 3}
+        ).encode(),
+        "do not add up to 'size'",
     ),
     (
         "uploads-with-md5",
