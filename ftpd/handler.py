@@ -175,6 +175,7 @@ class Session(TransferVerbs):
             self.reply_error(BadRequest(str(exc)), fatal=True)
         except Exception:
             self.log.exception("internal error peer=%s user=%s", self.peer, self.user)
+            self._settle()  # the replies owed for earlier uploads go first, in order
             self.reply_error(InternalError("internal server error"), fatal=True)
         finally:
             self._settle()
