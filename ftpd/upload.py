@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from shared import digests
 from shared.digests import MD5
 from shared.errors import Exists, FtpError, NoSpace
-from shared.names import OVERWRITE, RENAME, numbered
+from shared.names import MAX_PATH_CHARS, OVERWRITE, RENAME, numbered
 from shared.writeback import WriteBehind
 
 RENAME_TRIES = 1000
@@ -179,12 +179,16 @@ class Upload:
             if self.conflict == OVERWRITE:
                 os.replace(self.path, leaf, dst_dir_fd=dir_fd)
                 return
+            folder = self.name.rpartition("/")[0]
+            room = MAX_PATH_CHARS - len(folder) - 1 if folder else MAX_PATH_CHARS
             candidates = (
-                (numbered(leaf, n) for n in range(RENAME_TRIES))
+                (numbered(leaf, n, room) for n in range(RENAME_TRIES))
                 if self.conflict == RENAME
                 else iter([leaf])
             )
             for n, candidate in enumerate(candidates):
+                if len(candidate) > room:
+                    continue  # no variant this long fits a reply's `name`
                 try:
                     # link() refuses an existing name atomically, unlike rename().
                     os.link(self.path, candidate, dst_dir_fd=dir_fd)
@@ -192,7 +196,6 @@ class Upload:
                     if n == 0 and self._stored_already():
                         return
                     continue
-                folder = self.name.rpartition("/")[0]
                 self.name = f"{folder}/{candidate}" if folder else candidate
                 return
             if self.conflict == RENAME:

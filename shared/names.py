@@ -110,11 +110,12 @@ def join_path(folder: str, name: str) -> str:
     return f"{folder}/{name}" if folder else name
 
 
-def numbered(name: str, n: int) -> str:
+def numbered(name: str, n: int, max_chars: int = MAX_PATH_CHARS) -> str:
     """The n-th variant of a taken name, for `rename`: report.pdf, report.1.pdf, ...
 
     The number goes before the first dot that is not leading, so that every extension
-    (.tar.gz) is kept, and stays within the byte limit of a name.
+    (.tar.gz) is kept, and stays within the byte limit of a name and within `max_chars`
+    characters (what is left of a path's limit below its folder), trimming the stem.
     """
     if n == 0:
         return name
@@ -123,7 +124,9 @@ def numbered(name: str, n: int) -> str:
     head, suffix = name[:lead] + stem, f".{n}{dot}{ext}"
     if _utf8_len(suffix) >= MAX_NAME_BYTES - 1:  # an absurdly long extension: number at the end
         head, suffix = name, f".{n}"
-    while _utf8_len(head) + _utf8_len(suffix) > MAX_NAME_BYTES:
+    while len(head) > 1 and (
+        _utf8_len(head) + _utf8_len(suffix) > MAX_NAME_BYTES or len(head) + len(suffix) > max_chars
+    ):
         head = head[:-1]
     return head + suffix
 

@@ -24,7 +24,7 @@ import pytest
 from ftpd import handler
 from ftpd.storage import Storage
 from shared.errors import BadName, FtpError
-from shared.names import check_path
+from shared.names import MAX_PATH_CHARS, check_path
 from shared.protocol import MAX_FRAME_FILES, MAX_FRAME_NAMES, MAX_INLINE, Message, Role, encode
 from tests.conftest import Daemon, Raw, start_daemon, stop_daemon, wait_until
 
@@ -396,6 +396,42 @@ def test_an_internal_failure_mid_frame_answers_the_files_before_it_first(
 # --- NFC expansion past the protocol's name limit ----------------------------------
 
 
+def make_folders(root: Path, parts: list[str]) -> int:
+    """Nested folders `parts` under `root`, one at a time (the path may pass PATH_MAX); the
+    descriptor of the deepest, which the caller closes."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for part in parts:
+        os.mkdir(part, dir_fd=fd)
+        child = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    return fd
+
+
+def test_a_numbered_variant_never_passes_the_path_limit(daemon: Daemon) -> None:
+    """`rename` adds `.1` to a taken name: at a path of 4,095 characters that would make a
+    name no reply can carry, so the stem gives way instead."""
+    parts = ["a" * 127] * 32
+    name = "/".join(parts)
+    assert len(name) == MAX_PATH_CHARS - 1
+    deepest = make_folders(daemon.root, parts[:-1])
+    try:
+        with open(os.open(parts[-1], os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=deepest), "wb") as f:
+            f.write(b"taken")
+        with Raw(daemon) as raw:
+            raw.login()
+            raw.sock.sendall(frame([(name, b"new")], on_conflict="rename"))
+            reply = raw.recv()
+        assert (reply.type, len(reply["name"])) == ("ok", MAX_PATH_CHARS), reply.fields
+        stored_as = reply["name"].rpartition("/")[2]
+        assert stored_as == "a" * 126 + ".1"  # one character of the stem gave way
+        with open(os.open(stored_as, os.O_RDONLY, dir_fd=deepest), "rb") as f:
+            assert f.read() == b"new"
+    finally:
+        os.close(deepest)
+    assert_settled(daemon)
+
+
 def test_a_name_whose_nfc_form_passes_4096_characters_is_refused_not_fatal(
     daemon: Daemon,
 ) -> None:
@@ -406,16 +442,7 @@ def test_a_name_whose_nfc_form_passes_4096_characters_is_refused_not_fatal(
     parts = [part] * 32
     name = "/".join(parts)
     assert len(name) <= 4096 < len(unicodedata.normalize("NFC", name))
-    fd = os.open(daemon.root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for p in parts[:-1]:  # a path longer than PATH_MAX: made one folder at a time
-            nfc = unicodedata.normalize("NFC", p)
-            os.mkdir(nfc, dir_fd=fd)
-            child = os.open(nfc, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = child
-    finally:
-        os.close(fd)
+    os.close(make_folders(daemon.root, [unicodedata.normalize("NFC", p) for p in parts[:-1]]))
     with Raw(daemon) as raw:
         raw.login()
         raw.sock.sendall(frame([(name, b"deep"), ("next", b"next")]) + encode("quit", Role.CLIENT))
