@@ -90,10 +90,12 @@ def put_many(
             unsent_bytes += len(header) + frame.size
             frame.clear()
 
-    def send() -> None:
-        """One sendall for the frames gathered: a send per 4 KiB file cost more than its md5."""
+    def send(close: bool = True) -> None:
+        """One sendall for the frames gathered (a send per 4 KiB file cost more than its
+        md5), and first, with `close`, for the `uploads` frame still being filled."""
         nonlocal unsent_bytes
-        close_frame()
+        if close:
+            close_frame()
         if unsent:
             client.chan.send_raw(b"".join(unsent))
             unsent.clear()
@@ -115,6 +117,8 @@ def put_many(
                 ok = client._reply("ok")
             except RequestError as exc:
                 settle(item, exc)
+                if not client.connected:
+                    raise  # a fatal error: no more replies will come
                 continue
             if ok.get("skipped"):
                 settle(item, settled_result(client, ok, item.started))
@@ -132,7 +136,8 @@ def put_many(
     pipelined = "upload" in client.hello["capabilities"]
     grouped = "uploads" in client.hello["capabilities"]
     algo = client.digest
-    mode: dict[str, object] = {**conflict_fields(conflict)}
+    on_conflict = conflict_fields(conflict)
+    mode: dict[str, object] = {**on_conflict}  # an `uploads` frame's: sums go in its files
     if algo != MD5:
         mode["digest"] = algo
     for index, raw_path in enumerate(paths):
@@ -140,7 +145,7 @@ def put_many(
         started = time.monotonic()
         try:
             name = check_path(names[index] if names is not None else path.name)
-            client._require_for(name, conflict_fields(conflict))
+            client._require_for(name, on_conflict)
             data = _read_small(path) if pipelined else None
         except (RequestError, LocalFileError) as exc:
             settle(_InFlight(index, path, path.name, 0, "", started), exc)
@@ -170,13 +175,13 @@ def put_many(
                 close_frame()
             frame.add(name, data, checksum)
         else:
-            fields = {**conflict_fields(conflict), **sum_fields(algo, checksum)}
+            fields = {**on_conflict, **sum_fields(algo, checksum)}
             header = encode("upload", Role.CLIENT, name=name, size=len(data), **fields)
             unsent.append(header)
             unsent.append(data)
             unsent_bytes += len(header) + len(data)
         if unsent_bytes >= SEND_BYTES:
-            send()
+            send(close=False)  # the frame being filled stays open: replies are not awaited
         progress = on_start(path, name, len(data)) if on_start is not None else on_progress
         if progress is not None:
             progress(len(data))
@@ -195,8 +200,9 @@ def put_many(
 
 def _reply_size(name: str) -> int:
     """A generous guess at the bytes of a file's reply: an `ok` is about 100 plus its name,
-    an error's message names the file or a quota (escapes can double a name)."""
-    return 200 + 2 * len(name.encode("utf-8", "surrogatepass"))
+    an error's message names the file (as a repr, whose escapes such as \\xad can take
+    2.5 times the name's UTF-8) or a quota."""
+    return 200 + 3 * len(name.encode("utf-8", "surrogatepass"))
 
 
 class _Frame:
