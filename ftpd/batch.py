@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ftpd.storage import Storage, Upload
 from shared.digests import sum_fields
@@ -51,7 +52,7 @@ class CommitBatch:
         self._items.append(_Item(started, upload=upload))
         self._bytes += upload.size
 
-    def add_reply(self, type_: str, started: float, **fields: object) -> None:
+    def add_reply(self, type_: str, started: float, **fields: Any) -> None:
         """A reply that must wait its turn behind the uploads before it."""
         self._items.append(_Item(started, frame=encode(type_, Role.SERVER, **fields)))
 
@@ -69,8 +70,7 @@ class CommitBatch:
             result = next(results)
             if isinstance(result, FtpError):
                 self._log(up.name, 0, up.checksum, item.started, result.code, up.digest)
-                message = str(result)[:4000]
-                frames.append(encode("error", Role.SERVER, code=result.code, message=message))
+                frames.append(encode("error", Role.SERVER, **result.wire_fields()))
             else:
                 self._log(up.name, result.size, up.checksum, item.started, "ok", up.digest)
                 frames.append(

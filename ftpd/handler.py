@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ftpd.auth import AccountError, ScramLogin
 from ftpd.batch import CommitBatch
-from ftpd.transfers import TransferVerbs, _discard
+from ftpd.transfers import TransferVerbs
 from shared import __version__, digests
 from shared.errors import (
     BadRequest,
@@ -37,6 +37,7 @@ from shared.protocol import (
     Message,
     Role,
     State,
+    replies_owed,
 )
 from shared.ratelimit import TokenBucket
 from shared.wire import Channel
@@ -75,6 +76,10 @@ class Handler(socketserver.BaseRequestHandler):
                 self.server.untrack(session)
         finally:
             self.server.gate.release(ip)
+
+
+def _discard(chunk: memoryview) -> None:
+    """A sink for the body of a request refused before its handler ran."""
 
 
 def _one_token(text: str) -> str:
@@ -212,7 +217,7 @@ class Session(TransferVerbs):
         """Send the final reply for a refused request; `fatal` says the connection ends now."""
         fields = {"fatal": True} if fatal else {}
         with contextlib.suppress(FtpError):
-            self.chan.send("error", code=exc.code, message=str(exc)[:4000], **fields)
+            self.chan.send("error", **exc.wire_fields(), **fields)
 
     def dispatch(self, msg: Message) -> None:
         """Check a message against the verb table, then run its do_<verb>."""
@@ -228,12 +233,13 @@ class Session(TransferVerbs):
                 raise PermissionDenied(f"user {self.user!r} may not {msg.type!r}")
             self.handlers[msg.type](msg)
         except RequestError as exc:
+            # Raised before the verb ran (do_upload and do_uploads answer their own files).
             if self.chan.decoder.state is State.BODY:
                 self.chan.recv_body(_discard)  # an upload refused before its bytes were read
-            owed = len(msg["files"]) if msg.type == "uploads" else 1  # one reply per file
+            owed = replies_owed(msg)
             if self.batch or owed > 1:
                 for _ in range(owed):
-                    self.batch.add_reply("error", 0.0, code=exc.code, message=str(exc)[:4000])
+                    self.batch.add_reply("error", 0.0, **exc.wire_fields())
             else:
                 self.reply_error(exc)
 

@@ -1,4 +1,5 @@
-"""The file verbs of a session: ls, get, rm, mkdir, put and upload, each verified with a digest.
+"""The file verbs of a session: ls, get, rm, mkdir, put, upload and uploads, each verified
+with a digest.
 
 A request may name its digest (`hello.digests`; md5 when it names none). The
 checksum travels in `md5` for md5 and in `sum` for the others.
@@ -40,10 +41,6 @@ if TYPE_CHECKING:
 _quoted = json.JSONEncoder(ensure_ascii=False).encode
 """A name as one JSON string in a log line. Made once: json.dumps builds an encoder per call
 when given an option."""
-
-
-def _discard(chunk: memoryview) -> None:
-    """A sink for the body of a refused upload."""
 
 
 class _UploadSink:
@@ -204,8 +201,9 @@ class TransferVerbs:
         claimed: str | None,
         resume: bool = False,
     ) -> Upload | Settled:
-        """The checks of put and upload: an Upload to receive into, or the request's answer
-        when the name is taken and nothing is to be stored (identical content, or skip)."""
+        """The checks of put, upload and each file of uploads: an Upload to receive into, or
+        the answer when the name is taken and nothing is to be stored (identical content, or
+        skip)."""
         name = check_path(name)
         assert self.account is not None
         may_replace = "d" in self.account.perms
@@ -276,47 +274,41 @@ class TransferVerbs:
     def do_upload(self, msg: Message) -> None:
         """A whole small file in one frame. Its reply waits in the batch, so that uploads
         sent back to back are committed together; the body is read whatever the verdict."""
-        started = time.monotonic()
-        size: int = msg["size"]  # at most MAX_INLINE: the decoder checked it with the header
-        body = self._recv_inline()
-        claimed = ""
-        try:
-            digest = requested_digest(msg)
-            claimed = claimed_sum(msg, digest) or ""
-            conflict = _conflict(msg)
-        except RequestError as exc:
-            self._refuse(msg["name"], claimed, started, exc)
-            return
-        self._stage(msg["name"], size, conflict, digest, claimed, body, started)
+        claimed = msg.get("md5", msg.get("sum"))  # exactly one: the message table says so
+        self._stage_all(msg, [[msg["name"], msg["size"], claimed]])
 
     def do_uploads(self, msg: Message) -> None:
         """Many small files in one frame, each handled and answered as its own `upload`
         would be: one frame to parse and one body to read, instead of one per file."""
+        self._stage_all(msg, msg["files"])
+
+    def _stage_all(self, msg: Message, files: list[list[Any]]) -> None:
+        """Read the frame's whole body (at most MAX_INLINE bytes, the sum of the files'
+        sizes: the decoder checked both with the header), then stage each file in turn, or
+        refuse every one of them for what the frame itself asks."""
         started = time.monotonic()
-        files: list[list[Any]] = msg["files"]  # their sizes add up to the body's, at most
-        body = self._recv_inline()  # MAX_INLINE: the decoder checked it with the header
+        body = bytearray()
+        self.chan.recv_body(body.extend)
         try:
             digest = requested_digest(msg)
+            claimed_sum(msg, digest)  # an `upload` carries its checksum in its digest's field
             conflict = _conflict(msg)
         except RequestError as exc:
             for name, _, claimed in files:
                 self._refuse(name, claimed, started, exc)
             return
+        view = memoryview(body)
         end = 0
         for name, size, claimed in files:
             start, end = end, end + size
-            self._stage(name, size, conflict, digest, claimed, body[start:end], started)
+            self._stage(name, size, conflict, digest, claimed, view[start:end], started)
 
-    def _recv_inline(self) -> memoryview:
-        """The whole body of an upload frame (at most MAX_INLINE bytes), in memory."""
-        body = bytearray()
-        self.chan.recv_body(body.extend)
-        return memoryview(body)
-
-    def _refuse(self, name: str, claimed: str, started: float, exc: FtpError) -> None:
+    def _refuse(
+        self, name: str, claimed: str, started: float, exc: FtpError, digest: str = MD5
+    ) -> None:
         """Answer one pipelined file with an error, in its turn."""
-        self._log_transfer("put", name, 0, claimed, started, exc.code)
-        self.batch.add_reply("error", started, code=exc.code, message=str(exc)[:4000])
+        self._log_transfer("put", name, 0, claimed, started, exc.code, digest)
+        self.batch.add_reply("error", started, **exc.wire_fields())
 
     def _stage(
         self,
@@ -333,7 +325,7 @@ class TransferVerbs:
         try:
             upload = self._begin(name, size, conflict, digest, claimed)
         except RequestError as exc:
-            self._refuse(name, claimed, started, exc)
+            self._refuse(name, claimed, started, exc, digest)
             return
         if isinstance(upload, Settled):
             self.batch.add_reply("ok", started, **self._settled_reply(upload, digest, started))
@@ -347,8 +339,7 @@ class TransferVerbs:
             raise
         if error is not None:
             upload.abort()
-            self._log_transfer("put", upload.name, 0, claimed, started, error.code, digest)
-            self.batch.add_reply("error", started, code=error.code, message=str(error)[:4000])
+            self._refuse(upload.name, claimed, started, error, digest)
             return
         self.batch.add_upload(upload, started)
 

@@ -53,6 +53,11 @@ class FtpError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def wire_fields(self) -> dict[str, str]:
+        """The `code` and `message` of the `error` reply that carries this error (the
+        message cut well within its field's 4,096 characters)."""
+        return {"code": self.code, "message": self.message[:4000]}
+
 
 class ProtocolError(FtpError):
     """A frame or message that breaks the protocol."""

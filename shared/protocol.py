@@ -140,6 +140,11 @@ PIPELINED = frozenset({"upload", "uploads"})
 """Requests whose replies wait for a group commit: others are answered at once."""
 
 
+def replies_owed(msg: Message) -> int:
+    """How many final replies a request gets: one, or one per file of an `uploads`."""
+    return len(msg["files"]) if msg.type == "uploads" else 1
+
+
 def check_fields(type_: str, fields: Mapping[str, Any], sender: Role) -> str | None:
     """Return why a header is not a valid `type_` message from `sender`, or None."""
     spec = MESSAGES.get(type_)
