@@ -161,11 +161,13 @@ def serve(
     option names: root = "/srv/ftpd", max-file-size = "2G"); relative paths in it
     are relative to the file, and the command line and environment win over it.
     """
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
-    # The format shows no thread, process or source line: do not look them up for every
-    # record (the switches of the logging HOWTO's "Optimization"; a tenth of a small upload).
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging._srcfile = None
+    if not logging.getLogger().handlers:  # a host (a test, an embedding) may log its own way
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+        # That format shows no thread, process or source line: do not look them up for every
+        # record (the switches of the logging HOWTO's "Optimization"; a tenth of a small
+        # upload's server time).
+        logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+        logging._srcfile = None
     root_abs = root.resolve()
     if users_file.resolve().is_relative_to(root_abs):
         raise click.ClickException(f"the account file {users_file} must be outside the root {root}")
