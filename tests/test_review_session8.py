@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from ftpd import handler
+from ftpd.auth import UserStore
 from ftpd.storage import Storage
 from shared.errors import BadName, FtpError
 from shared.names import MAX_PATH_CHARS, check_path
@@ -257,9 +258,9 @@ def test_a_frame_of_empty_files_only(daemon: Daemon) -> None:
 def test_a_malformed_frame_is_fatal_before_login_and_permission(
     daemon: Daemon, user: str | None, entries: list[list[Any]], size: int
 ) -> None:
-    """§6.3.2b: a frame whose sizes do not add up, or over 1 MiB, is a fatal protocol error.
-    Checked only after login and permission, so a peer that is not logged in (or may not
-    write) can make the server read any `size` it names, up to 1 PiB, as a body."""
+    """§6.3.2b: a frame whose sizes do not add up, or over 1 MiB, is a fatal protocol error,
+    found with the header, before login and permission are checked. (It was found only in
+    the handler, so a peer not logged in, or without `w`, had any `size` it named read.)"""
     with Raw(daemon) as raw:
         if user:
             raw.login(user)
@@ -363,7 +364,10 @@ def test_a_frame_sent_whole_then_the_connection_cut_is_stored(daemon: Daemon) ->
 
 
 def test_an_internal_failure_mid_frame_answers_the_files_before_it_first(
-    tmp_path: Path, users: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    users: UserStore,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An unexpected error (here EIO creating a staging file) on the second file of a frame
     ends the session with a fatal internal-error. The first file is committed all the same
@@ -530,7 +534,10 @@ def test_put_many_empty_files_unicode_names_and_duplicates(daemon: Daemon, tmp_p
 
 
 def test_put_many_ends_promptly_when_the_server_fails_mid_frame(
-    tmp_path: Path, users: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    users: UserStore,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A fatal error in the middle of the replies owed: put_many raises at once (the
     connection is dropped), it does not wait out its timeout for replies that never come."""
@@ -553,9 +560,14 @@ def test_put_many_ends_promptly_when_the_server_fails_mid_frame(
     seen: list[str] = []
     try:
         with daemon.client() as c:
-            with pytest.raises(FtpError):
+            with pytest.raises(FtpError) as raised:
                 c.put_many(paths, on_result=lambda path, _: seen.append(path.name))
             assert not c.connected
-        assert len(seen) < len(paths)
+        assert raised.value.code == "internal-error"
+        # Every file before the failing one was answered, in order, then the failing one
+        # got the fatal error, which ended the call: no read after it.
+        assert seen == [p.name for p in paths[:51]]
+        assert all((daemon.root / p.name).read_bytes() == p.read_bytes() for p in paths[:50])
+        assert "internal error" in caplog.text
     finally:
         stop_daemon(server, thread)
