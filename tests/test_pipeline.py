@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import struct
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from ftpd.storage import Entry, Upload
 from shared.errors import Exists, FtpError, LocalFileError, QuotaExceeded
 from shared.protocol import MAX_INLINE, Role, encode
 from tests.conftest import ACCOUNTS, Daemon, Raw
+from tests.frames import unchecked_header
 
 
 def md5(data: bytes) -> str:
@@ -98,11 +97,11 @@ def test_refused_uploads_keep_the_stream_in_frame(daemon: Daemon) -> None:
 def test_an_upload_over_the_inline_limit_is_a_protocol_error(daemon: Daemon, login: bool) -> None:
     """Refused with its header, before login too: no peer has a larger body read."""
     fields = {"type": "upload", "name": "big", "size": MAX_INLINE + 1, "md5": md5(b"")}
-    header = json.dumps(fields).encode()  # by hand: the encoder refuses it, as the decoder does
+    header = unchecked_header(fields)  # the encoder refuses it, as the decoder does
     with Raw(daemon) as raw:
         if login:
             raw.login()
-        raw.sock.sendall(struct.pack("!I", len(header)) + header)
+        raw.sock.sendall(header)
         reply = raw.recv()
         assert (reply["code"], reply.get("fatal")) == ("bad-request", True)
         assert "carries at most 1048576 bytes" in reply["message"]

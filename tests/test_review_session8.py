@@ -10,11 +10,8 @@ the client's limits.
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import logging
 import os
-import struct
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -28,22 +25,7 @@ from shared.errors import BadName, FtpError
 from shared.names import MAX_PATH_CHARS, check_path
 from shared.protocol import MAX_FRAME_FILES, MAX_FRAME_NAMES, MAX_INLINE, Message, Role, encode
 from tests.conftest import Daemon, Raw, start_daemon, stop_daemon, wait_until
-
-
-def md5(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
-
-
-def frame(files: list[tuple[str, bytes]], **fields: Any) -> bytes:
-    entries = [[name, len(data), md5(data)] for name, data in files]
-    body = b"".join(data for _, data in files)
-    return encode("uploads", Role.CLIENT, files=entries, size=len(body), **fields) + body
-
-
-def raw_header(obj: dict[str, Any]) -> bytes:
-    """A header the encoder would refuse to build (a lone surrogate, say): ASCII JSON."""
-    payload = json.dumps(obj).encode("ascii")
-    return struct.pack("!I", len(payload)) + payload
+from tests.frames import md5, unchecked_header, uploads_frame
 
 
 def outcome(reply: Message) -> str:
@@ -83,7 +65,8 @@ def test_the_same_name_twice_in_one_frame(
     with Raw(daemon) as raw:
         raw.login()
         raw.sock.sendall(
-            frame([("x", b"first"), ("x", second)], on_conflict=mode) + encode("quit", Role.CLIENT)
+            uploads_frame([("x", b"first"), ("x", second)], on_conflict=mode)
+            + encode("quit", Role.CLIENT)
         )
         replies = [raw.recv(), raw.recv()]
         assert raw.recv().type == "ok"  # the quit: exactly two replies for two files
@@ -102,7 +85,7 @@ def test_nfc_and_nfd_spellings_in_one_frame_are_one_name(daemon: Daemon) -> None
     nfc, nfd = "caf\u00e9", "cafe\u0301"
     with Raw(daemon) as raw:
         raw.login()
-        raw.sock.sendall(frame([(nfd, b"one"), (nfc, b"two"), (nfd, b"one")]))
+        raw.sock.sendall(uploads_frame([(nfd, b"one"), (nfc, b"two"), (nfd, b"one")]))
         replies = [raw.recv() for _ in range(3)]
     assert [outcome(r) for r in replies] == ["ok", "exists", "ok"]
     assert replies[0]["name"] == nfc and replies[2]["name"] == nfc
@@ -123,7 +106,7 @@ def test_entries_that_overlap_folders(daemon: Daemon) -> None:
     ]
     with Raw(daemon) as raw:
         raw.login()
-        raw.sock.sendall(frame(files) + encode("ls", Role.CLIENT, name="d"))
+        raw.sock.sendall(uploads_frame(files) + encode("ls", Role.CLIENT, name="d"))
         replies = [raw.recv() for _ in files]
         listing = raw.recv()
     assert [outcome(r) for r in replies] == [
@@ -148,7 +131,9 @@ def test_links_in_the_root_lead_nowhere_outside(daemon: Daemon, tmp_path: Path) 
     files = [("link", b"evil"), ("dirlink/victim", b"evil"), ("dirlink/new", b"evil")]
     with Raw(daemon) as raw:
         raw.login()
-        raw.sock.sendall(frame(files, on_conflict="overwrite") + encode("quit", Role.CLIENT))
+        raw.sock.sendall(
+            uploads_frame(files, on_conflict="overwrite") + encode("quit", Role.CLIENT)
+        )
         replies = [raw.recv() for _ in files]
         assert raw.recv().type == "ok"
     assert [outcome(r) for r in replies] == ["exists", "not-found", "not-found"]
@@ -176,7 +161,7 @@ def test_hostile_names_are_refused_one_by_one(daemon: Daemon) -> None:
     with Raw(daemon) as raw:
         raw.login()
         raw.sock.sendall(
-            raw_header({"type": "uploads", "files": entries, "size": len(body)})
+            unchecked_header({"type": "uploads", "files": entries, "size": len(body)})
             + body
             + encode("quit", Role.CLIENT)
         )
@@ -196,8 +181,8 @@ def test_overwrite_contradicting_on_conflict_refuses_each_file(daemon: Daemon) -
     with Raw(daemon) as raw:
         raw.login()
         raw.sock.sendall(
-            frame(files, overwrite=True, on_conflict="rename")
-            + frame([("d", b"4")])
+            uploads_frame(files, overwrite=True, on_conflict="rename")
+            + uploads_frame([("d", b"4")])
             + encode("quit", Role.CLIENT)
         )
         replies = [raw.recv() for _ in range(4)]
@@ -212,7 +197,7 @@ def test_a_frame_at_every_limit_and_one_past_each(daemon: Daemon) -> None:
     files = [(n, b"") for n in names[:-1]] + [(names[-1], b"x" * (MAX_INLINE))]
     with Raw(daemon) as raw:
         raw.login()
-        raw.sock.sendall(frame(files) + encode("quit", Role.CLIENT))
+        raw.sock.sendall(uploads_frame(files) + encode("quit", Role.CLIENT))
         replies = [raw.recv() for _ in files]
         assert raw.recv().type == "ok"
     assert [outcome(r) for r in replies] == ["ok"] * MAX_FRAME_FILES
@@ -224,7 +209,7 @@ def test_a_frame_at_every_limit_and_one_past_each(daemon: Daemon) -> None:
     ):
         with Raw(daemon) as raw:
             raw.login()
-            raw.sock.sendall(raw_header({"type": "uploads", "files": entries, "size": 0}))
+            raw.sock.sendall(unchecked_header({"type": "uploads", "files": entries, "size": 0}))
             reply = raw.recv()
             assert (reply["code"], reply.get("fatal")) == ("bad-request", True)
             assert raw.closed_by_server()
@@ -236,9 +221,9 @@ def test_a_frame_of_empty_files_only(daemon: Daemon) -> None:
     with Raw(daemon) as raw:
         raw.login()
         # Back to back: the second frame finds the first one's files staged, not stored.
-        raw.sock.sendall(frame(files) + frame(files))
+        raw.sock.sendall(uploads_frame(files) + uploads_frame(files))
         first = [raw.recv() for _ in range(2 * len(files))]
-        raw.sock.sendall(frame(files) + encode("ls", Role.CLIENT))
+        raw.sock.sendall(uploads_frame(files) + encode("ls", Role.CLIENT))
         again = [raw.recv() for _ in files]
         listing = raw.recv()
     assert all(r.type == "ok" and r["size"] == 0 and not r["existed"] for r in first)
@@ -265,7 +250,7 @@ def test_a_malformed_frame_is_fatal_before_login_and_permission(
         if user:
             raw.login(user)
         raw.sock.sendall(
-            raw_header({"type": "uploads", "files": entries, "size": size})
+            unchecked_header({"type": "uploads", "files": entries, "size": size})
             + b"\0" * size
             + encode("quit", Role.CLIENT)
         )
@@ -280,15 +265,15 @@ def test_a_malformed_frame_is_fatal_before_login_and_permission(
 def test_frames_uploads_and_other_requests_pipelined_in_order(daemon: Daemon) -> None:
     one = encode("upload", Role.CLIENT, name="single", size=3, md5=md5(b"one")) + b"one"
     stream = (
-        frame([("a", b"alpha"), ("b", b"beta")])
+        uploads_frame([("a", b"alpha"), ("b", b"beta")])
         + one
         + encode("get", Role.CLIENT, name="b")  # a file of a frame not yet committed
-        + frame([("c", b"gamma"), ("a", b"other")])
+        + uploads_frame([("c", b"gamma"), ("a", b"other")])
         + encode("mkdir", Role.CLIENT, name="dir")
-        + frame([("dir/d", b"delta")])
+        + uploads_frame([("dir/d", b"delta")])
         + encode("rm", Role.CLIENT, name="single")
         + encode("ls", Role.CLIENT)
-        + frame([("after-ls", b"")])
+        + uploads_frame([("after-ls", b"")])
         + encode("quit", Role.CLIENT)
     )
     with Raw(daemon) as raw:
@@ -332,7 +317,7 @@ def test_many_frames_back_to_back_past_a_full_batch(daemon: Daemon) -> None:
     ]
     with Raw(daemon) as raw:
         raw.login()
-        raw.sock.sendall(b"".join(frame(f) for f in frames) + encode("quit", Role.CLIENT))
+        raw.sock.sendall(b"".join(uploads_frame(f) for f in frames) + encode("quit", Role.CLIENT))
         names = [raw.recv()["name"] for _ in range(5 * MAX_FRAME_FILES)]
         assert raw.recv().fields == {}  # the quit's ok
     assert names == [name for f in frames for name, _ in f]
@@ -344,9 +329,9 @@ def test_a_connection_cut_mid_body_leaves_nothing(daemon: Daemon) -> None:
     data = os.urandom(200_000)
     with Raw(daemon) as raw:
         raw.login()
-        raw.sock.sendall(frame([("held", b"held")]))
+        raw.sock.sendall(uploads_frame([("held", b"held")]))
         assert raw.recv().type == "ok"
-        whole = frame([("a", data[:100_000]), ("b", data[100_000:])])
+        whole = uploads_frame([("a", data[:100_000]), ("b", data[100_000:])])
         raw.sock.sendall(whole[: len(whole) - 50_000])
     assert wait_until(lambda: not daemon.server._sessions)
     assert published(daemon.root) == ["held"]
@@ -357,7 +342,7 @@ def test_a_frame_sent_whole_then_the_connection_cut_is_stored(daemon: Daemon) ->
     files = [(f"k{i}", os.urandom(100)) for i in range(10)]
     with Raw(daemon) as raw:
         raw.login()
-        raw.sock.sendall(frame(files))
+        raw.sock.sendall(uploads_frame(files))
     assert wait_until(lambda: not daemon.server._sessions)
     assert published(daemon.root) == sorted(n for n, _ in files)
     assert_settled(daemon)
@@ -386,7 +371,7 @@ def test_an_internal_failure_mid_frame_answers_the_files_before_it_first(
     try:
         with Raw(daemon) as raw:
             raw.login()
-            raw.sock.sendall(frame([("a", b"alpha"), ("boom", b"x"), ("c", b"gamma")]))
+            raw.sock.sendall(uploads_frame([("a", b"alpha"), ("boom", b"x"), ("c", b"gamma")]))
             first, second = raw.recv(), raw.recv()
             assert raw.closed_by_server()
         assert published(daemon.root) == ["a"]
@@ -424,7 +409,7 @@ def test_a_numbered_variant_never_passes_the_path_limit(daemon: Daemon) -> None:
             f.write(b"taken")
         with Raw(daemon) as raw:
             raw.login()
-            raw.sock.sendall(frame([(name, b"new")], on_conflict="rename"))
+            raw.sock.sendall(uploads_frame([(name, b"new")], on_conflict="rename"))
             reply = raw.recv()
         assert (reply.type, len(reply["name"])) == ("ok", MAX_PATH_CHARS), reply.fields
         stored_as = reply["name"].rpartition("/")[2]
@@ -449,7 +434,9 @@ def test_a_name_whose_nfc_form_passes_4096_characters_is_refused_not_fatal(
     os.close(make_folders(daemon.root, [unicodedata.normalize("NFC", p) for p in parts[:-1]]))
     with Raw(daemon) as raw:
         raw.login()
-        raw.sock.sendall(frame([(name, b"deep"), ("next", b"next")]) + encode("quit", Role.CLIENT))
+        raw.sock.sendall(
+            uploads_frame([(name, b"deep"), ("next", b"next")]) + encode("quit", Role.CLIENT)
+        )
         first = raw.recv()
         assert outcome(first) == "bad-name", first.fields
         assert "longer than 4096 characters in NFC" in first["message"]

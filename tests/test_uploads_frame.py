@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import struct
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,17 +16,7 @@ from ftpd.transfers import TransferVerbs
 from shared.errors import ChecksumMismatch, Exists, QuotaExceeded
 from shared.protocol import MAX_FRAME_FILES, MAX_INLINE, NEED_DATA, Decoder, Message, Role, encode
 from tests.conftest import Daemon, Raw
-
-
-def md5(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
-
-
-def frame(files: list[tuple[str, bytes]], **fields: Any) -> bytes:
-    """An `uploads` frame with each file's md5 (or the checksum given as a third item)."""
-    entries = [[name, len(data), md5(data)] for name, data in files]
-    body = b"".join(data for _, data in files)
-    return encode("uploads", Role.CLIENT, files=entries, size=len(body), **fields) + body
+from tests.frames import md5, unchecked_header, uploads_frame
 
 
 @pytest.fixture
@@ -52,7 +39,7 @@ def test_each_file_of_a_frame_is_stored_and_answered_in_order(daemon: Daemon) ->
     files = [("a", b"alpha"), ("d/é 1.txt", os.urandom(5000)), ("empty", b""), ("z", b"z" * 7)]
     with Raw(daemon) as raw:
         raw.login()
-        raw.sock.sendall(frame(files) + encode("ls", Role.CLIENT))
+        raw.sock.sendall(uploads_frame(files) + encode("ls", Role.CLIENT))
         replies = [raw.recv() for _ in files]
         assert [(r.type, r["name"], r["size"], r["md5"]) for r in replies] == [
             ("ok", name, len(data), md5(data)) for name, data in files
@@ -79,7 +66,7 @@ def test_one_bad_file_fails_alone_and_the_stream_stays_in_frame(daemon: Daemon) 
         raw.sock.sendall(
             encode("uploads", Role.CLIENT, files=files, size=len(body))
             + body
-            + frame([("after", b"next frame")])
+            + uploads_frame([("after", b"next frame")])
         )
         got = [raw.recv() for _ in range(len(files) + 1)]
     assert [r.get("code", r.type) for r in got] == [
@@ -109,7 +96,7 @@ def test_a_refused_frame_gets_one_error_per_file(
     with Raw(daemon) as raw:
         if login:
             raw.login(user)
-        raw.sock.sendall(frame(files) + encode("quit", Role.CLIENT))
+        raw.sock.sendall(uploads_frame(files) + encode("quit", Role.CLIENT))
         assert [raw.recv().get("code") for _ in files] == [code] * 3
         assert raw.recv().type == "ok"  # the quit: the body was read, the stream is in frame
     assert sorted(p.name for p in daemon.root.iterdir()) == [".ftpd"]
@@ -118,7 +105,9 @@ def test_a_refused_frame_gets_one_error_per_file(
 def test_an_unknown_digest_fails_every_file(daemon: Daemon) -> None:
     with Raw(daemon) as raw:
         raw.login()
-        raw.sock.sendall(frame([("a", b"1"), ("b", b"2")], digest="crc32") + frame([("c", b"3")]))
+        raw.sock.sendall(
+            uploads_frame([("a", b"1"), ("b", b"2")], digest="crc32") + uploads_frame([("c", b"3")])
+        )
         replies = [raw.recv() for _ in range(3)]
     assert [r.get("code", r.type) for r in replies] == ["bad-request", "bad-request", "ok"]
     assert "no digest 'crc32'" in replies[0]["message"]
@@ -155,9 +144,9 @@ def test_a_frame_with_another_digest_and_conflict_mode(daemon: Daemon) -> None:
 def test_a_frame_whose_sizes_do_not_hold_is_fatal_even_before_login(
     daemon: Daemon, files: list[list[Any]], size: int, message: str
 ) -> None:
-    header = json.dumps({"type": "uploads", "files": files, "size": size}).encode()
+    header = unchecked_header({"type": "uploads", "files": files, "size": size})
     with Raw(daemon) as raw:  # by hand: the encoder refuses such a header, as the decoder does
-        raw.sock.sendall(struct.pack("!I", len(header)) + header)
+        raw.sock.sendall(header)
         reply = raw.recv()
         assert (reply["code"], reply.get("fatal")) == ("bad-request", True)
         assert message in reply["message"]
@@ -187,21 +176,31 @@ def test_put_many_sends_frames_and_each_file_gets_its_outcome(
             assert outcome.checksum == md5(path.read_bytes())  # type: ignore[union-attr]
 
 
+DEEP = "/".join(["d" * 200] * 15)
+"""A folder path of 3,014 characters: two files under it fill a frame's names."""
+
+
+def deep_uploads(daemon: Daemon, tmp_path: Path, count: int) -> tuple[list[Path], list[str]]:
+    """`count` local files n00, n01, ... (each holding its own name), and their names
+    under DEEP, made on the server."""
+    (daemon.root / DEEP).mkdir(parents=True)
+    src = tmp_path / "src"
+    src.mkdir()
+    paths = [src / f"n{i:02}" for i in range(count)]
+    for p in paths:
+        p.write_bytes(p.name.encode())
+    return paths, [f"{DEEP}/{p.name}" for p in paths]
+
+
 def test_put_many_splits_frames_at_the_names_limit(
     daemon: Daemon, tmp_path: Path, requests: Counter[str]
 ) -> None:
-    folder = "/".join(["d" * 200] * 15)  # 3,014 characters: two such paths fill a frame
-    (daemon.root / folder).mkdir(parents=True)
-    src = tmp_path / "src"
-    src.mkdir()
-    paths = [src / f"n{i}" for i in range(5)]
-    for p in paths:
-        p.write_bytes(p.name.encode())
+    paths, names = deep_uploads(daemon, tmp_path, 5)
     with daemon.client() as c:
-        outcomes = c.put_many(paths, [f"{folder}/{p.name}" for p in paths])
-    assert all(o.size == 2 for o in outcomes)  # type: ignore[union-attr]
+        outcomes = c.put_many(paths, names)
+    assert all(o.size == 3 for o in outcomes)  # type: ignore[union-attr]
     assert requests["uploads"] == 3  # 2 + 2 + 1
-    assert (daemon.root / folder / "n4").read_bytes() == b"n4"
+    assert (daemon.root / DEEP / "n04").read_bytes() == b"n04"
 
 
 def test_put_many_falls_back_to_one_frame_per_file(
@@ -254,14 +253,7 @@ def test_put_many_bounds_the_replies_it_owes_not_only_the_files(
 ) -> None:
     """Replies to long names are long: were 256 of them owed while this side still writes
     frames, they could fill both socket buffers and stall the two sides until a timeout."""
-    folder = "/".join(["d" * 200] * 15)
-    (daemon.root / folder).mkdir(parents=True)
-    src = tmp_path / "src"
-    src.mkdir()
-    paths = [src / f"n{i:02}" for i in range(40)]
-    for p in paths:
-        p.write_bytes(p.name.encode())
-    names = [f"{folder}/{p.name}" for p in paths]
+    paths, names = deep_uploads(daemon, tmp_path, 40)
     owed, most = 0, 0
     with daemon.client() as c:
         watch = Decoder(Role.CLIENT)
