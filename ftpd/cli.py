@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
-import queue
 import signal
 import ssl
 import sys
@@ -17,6 +15,7 @@ from ftpd.auth import UserStore
 from ftpd.config import config_option
 from ftpd.limits import Limits
 from ftpd.lockout import LockoutPolicy
+from ftpd.logwriter import log_in_background
 from ftpd.partials import DEFAULT_TTL
 from ftpd.server import DEFAULT_PORT, FtpServer
 from ftpd.storage import Storage
@@ -209,7 +208,7 @@ def serve(
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    listener = _log_in_background()
+    listener = log_in_background()
     bound_host, bound_port = server.address
     if tls is not None:
         click.echo(f"TLS certificate SHA256 fingerprint: {tls.fingerprint}")
@@ -221,32 +220,6 @@ def serve(
         server.server_close()
         listener.stop()  # writes what is still queued
     click.echo("stopped")
-
-
-def _log_in_background() -> logging.handlers.QueueListener:
-    """Hand log records to a thread that writes them: a session thread then never waits on
-    stderr, whose write and flush per record cost more than a small upload's own work."""
-    root = logging.getLogger()
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(records, *root.handlers, respect_handler_level=True)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.addHandler(_InProcessQueueHandler(records))
-    listener.start()
-    return listener
-
-
-class _InProcessQueueHandler(logging.handlers.QueueHandler):
-    """Queue each record as it is, for the listener thread to format.
-
-    QueueHandler.prepare formats and copies every record in the logging thread, so that it
-    could be pickled to another process; at 5,000 uploads a second that was a tenth of a
-    session thread's time. This queue never leaves the process, and ftpd's log arguments
-    are strings and numbers, which cannot change before the listener formats them.
-    """
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
 
 
 def _load_tls(cert: Path | None, key: Path | None) -> ServerTLS | None:

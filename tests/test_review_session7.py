@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
-import logging
 import os
-import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -24,7 +21,6 @@ import pytest
 
 from ftpc import Client, pipeline
 from ftpd import catalog
-from ftpd import cli as ftpd_cli
 from ftpd import storage as storage_mod
 from ftpd.storage import Storage
 from shared.errors import (
@@ -515,74 +511,6 @@ def test_staging_ids_are_unique_across_threads(storage: Storage) -> None:
     every = [i for chunk in ids for i in chunk]
     assert len(every) == 16_000 == len(set(every))
     assert all(storage.partials.part(i).endswith(f"/staging/{i}.part") for i in every[:5])
-
-
-# --- logging through the in-process queue ------------------------------------------------
-
-
-def test_exception_records_are_formatted_with_their_traceback_by_the_listener() -> None:
-    root = logging.getLogger()
-    saved = root.handlers[:]
-    out = io.StringIO()
-    mine = logging.StreamHandler(out)
-    mine.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-    for handler in saved:
-        root.removeHandler(handler)
-    root.addHandler(mine)
-    log = logging.getLogger("ftpd.review7")
-    saved_level = log.level
-    log.setLevel(logging.INFO)
-    listener = ftpd_cli._log_in_background()
-    try:
-        assert [type(h) for h in root.handlers] == [ftpd_cli._InProcessQueueHandler]
-
-        def fail() -> None:
-            raise ValueError("boom in the session thread")
-
-        try:
-            fail()
-        except ValueError:
-            log.exception("internal error peer=%s user=%s", "127.0.0.1:5", "alice")
-        try:
-            raise KeyError("second")
-        except KeyError:
-            log.error("cannot commit uploads peer=%s", "p", exc_info=True)
-        log.info("put user=%s bytes=%d seconds=%.3f", "ü", 12, 0.5)
-        log.info("no args, 100%")
-    finally:
-        listener.stop()
-        for handler in root.handlers[:]:
-            root.removeHandler(handler)
-        for handler in saved:
-            root.addHandler(handler)
-        log.setLevel(saved_level)
-    text = out.getvalue()
-    assert "ERROR ftpd.review7 internal error peer=127.0.0.1:5 user=alice\n" in text
-    assert "Traceback (most recent call last)" in text
-    assert "in fail\n" in text and "ValueError: boom in the session thread" in text
-    assert "KeyError: 'second'" in text
-    assert "INFO ftpd.review7 put user=ü bytes=12 seconds=0.500" in text
-    assert "no args, 100%" in text
-
-
-def test_the_queued_record_is_the_record_itself() -> None:
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    handler = ftpd_cli._InProcessQueueHandler(records)
-    logger = logging.getLogger("ftpd.review7.direct")
-    logger.propagate = False
-    logger.addHandler(handler)
-    try:
-        try:
-            raise OSError(5, "I/O error")
-        except OSError:
-            logger.exception("x=%s", "y")
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
-    record = records.get_nowait()
-    assert record.args == ("y",) and record.exc_info is not None
-    formatted = logging.Formatter().format(record)
-    assert formatted.startswith("x=y\nTraceback") and "OSError: [Errno 5] I/O error" in formatted
 
 
 # --- the shared JSON coder ---------------------------------------------------------------
