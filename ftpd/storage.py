@@ -19,6 +19,7 @@ file removed or grown by hand counts as it is then.
 
 from __future__ import annotations
 
+import enum
 import errno
 import fcntl
 import os
@@ -58,6 +59,15 @@ from shared.names import (
 from shared.writeback import syncfs, syncfs_available
 
 __all__ = ["Entry", "RootInUse", "Storage", "Upload"]
+
+
+class _Unknown(enum.Enum):
+    LOOK = 0
+
+
+LOOK = _Unknown.LOOK
+"""For `found`: the caller has not looked at the name; the callee lstats it itself."""
+Found = os.stat_result | None | _Unknown
 
 GROUP_SYNC = 4
 """From this many files on, a group commit flushes the disk once (syncfs), not file by file."""
@@ -223,10 +233,18 @@ class Storage:
         except NotFound:
             return None
 
-    def existing_sum(self, name: str, digest: str) -> tuple[int, str] | None:
+    def target(self, name: str) -> os.stat_result | None:
+        """lstat of whatever is at `name` (None if nothing); NotFound if a folder above is
+        missing. An upload looks once and hands the answer to `existing_sum` and
+        `begin_upload`, which would otherwise each walk the path and lstat it again."""
+        return self._lstat(check_path(name))
+
+    def existing_sum(self, name: str, digest: str, found: Found = LOOK) -> tuple[int, str] | None:
         """(size, checksum in `digest`) of the file published under `name`, or None."""
         try:
-            if self._lstat(check_path(name)) is None:
+            if found is LOOK:
+                found = self._lstat(check_path(name))
+            if found is None:
                 return None  # the common case for an upload, answered without raising NotFound
         except NotFound:
             return None  # a folder above is missing: check_upload says which
@@ -245,11 +263,12 @@ class Storage:
         quota: int | None = None,
         on_disk: int = 0,
         replacing: bool = False,
+        found: Found = LOOK,
     ) -> str:
         """Refuse an upload before any byte is read; return the checked name.
         `on_disk`: bytes of it already in staging (a resume), which need no more space."""
         name = check_path(name)
-        st = self._lstat(name)
+        st = self._lstat(name) if found is LOOK else found
         if st is not None and not stat.S_ISREG(st.st_mode):
             what = "a folder, not a file" if stat.S_ISDIR(st.st_mode) else "something not a file"
             raise Exists(f"{name!r} is taken by {what}")
@@ -288,6 +307,7 @@ class Storage:
         digest: str = MD5,
         resumable: bool = False,
         md5: str | None = None,
+        found: Found = LOOK,
     ) -> Upload:
         """Check the upload and reserve its bytes in one step; the Upload releases them.
 
@@ -307,6 +327,7 @@ class Storage:
                     quota,
                     on_disk=min(on_disk, size),
                     replacing=conflict == OVERWRITE,
+                    found=found,
                 )
                 self.space.reserve(size, owner)
         except BaseException:

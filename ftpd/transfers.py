@@ -207,7 +207,8 @@ class TransferVerbs:
         name = check_path(name)
         assert self.account is not None
         may_replace = "d" in self.account.perms
-        existing = self.storage.existing_sum(name, digest)
+        found = self.storage.target(name)  # a missing folder is refused here
+        existing = self.storage.existing_sum(name, digest, found)
         if existing is not None:
             if claimed is not None and existing == (size, claimed):
                 # Another session may have published it a moment ago and not yet synced the
@@ -236,6 +237,7 @@ class TransferVerbs:
             digest=digest,
             resumable=resume,
             md5=claimed if digest == MD5 else None,
+            found=found,
         )
 
     def _settled_reply(self, settled: Settled, digest: str, started: float) -> dict[str, object]:
