@@ -92,7 +92,9 @@ class Upload:
                     os.close(fd)
                     _unlink(self.path)
                     raise
-        self._file = os.fdopen(fd, "wb", buffering=0)
+        self.fd = fd
+        """The staging file, written with os.write: a file object would cost an fstat and
+        an object per upload, for nothing a small upload uses."""
         self._behind = WriteBehind(fd)
 
     def write(self, chunk: memoryview) -> None:
@@ -102,7 +104,7 @@ class Upload:
         self._sum = None
         try:
             while chunk:
-                n = self._file.write(chunk)
+                n = os.write(self.fd, chunk)
                 chunk = chunk[n:]
                 self.received += n
                 self._behind.wrote(n)
@@ -128,8 +130,8 @@ class Upload:
     def restart(self) -> None:
         """The client's copy differs from the bytes kept: start again from the first byte."""
         self._behind.wait()
-        os.ftruncate(self._file.fileno(), 0)
-        os.lseek(self._file.fileno(), 0, os.SEEK_SET)
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
         self.storage.space.wrote(-self.received)
         self._hash = digests.new(self.digest)
         self._sum = None
@@ -144,7 +146,7 @@ class Upload:
             return
         self._unreserve()
         self._behind.wait()
-        self._file.close()
+        self._close()
         self.storage.partials.release(self.id)
 
     def commit(self) -> Entry:
@@ -161,13 +163,19 @@ class Upload:
                 self._behind.settle()
             else:
                 self._behind.finish()
-            return os.fstat(self._file.fileno())
+            return os.fstat(self.fd)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise NoSpace("the server ran out of disk space") from exc
             raise
         finally:
-            self._file.close()
+            self._close()
+
+    def _close(self) -> None:
+        """Close the staging file once, whichever way the upload ends."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
     def _publish(self, dir_fd: int, leaf: str) -> None:
         """Put the synced file under its name in `dir_fd` in one atomic step (the folder is
@@ -219,7 +227,7 @@ class Upload:
         """Drop the staging file; the published version, if any, is untouched."""
         self._unreserve()
         self._behind.wait()
-        self._file.close()
+        self._close()
         _unlink(self.path)
         if self.resumable:
             self.storage.partials.drop(self.id)

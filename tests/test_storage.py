@@ -100,7 +100,7 @@ def test_leftover_staging_is_purged_at_start(tmp_path: Path) -> None:
     up = s.begin_upload("crash", 10, "fail")
     up.write(memoryview(b"12345"))
     (s.staging / "junkdir").mkdir()
-    up._file.close()
+    up._close()
     s.close()  # the process "dies" with the upload in flight
     restarted = Storage(tmp_path / "root")
     try:
