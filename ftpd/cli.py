@@ -15,7 +15,7 @@ from ftpd.auth import UserStore
 from ftpd.config import config_option
 from ftpd.limits import Limits
 from ftpd.lockout import LockoutPolicy
-from ftpd.logwriter import log_in_background
+from ftpd.logwriter import ServeFormatter, log_in_background
 from ftpd.partials import DEFAULT_TTL
 from ftpd.server import DEFAULT_PORT, FtpServer
 from ftpd.storage import Storage
@@ -161,7 +161,9 @@ def serve(
     are relative to the file, and the command line and environment win over it.
     """
     if not logging.getLogger().handlers:  # a host (a test, an embedding) may log its own way
-        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+        stderr = logging.StreamHandler()
+        stderr.setFormatter(ServeFormatter("%(asctime)s %(levelname)s %(message)s"))
+        logging.basicConfig(level=log_level.upper(), handlers=[stderr])
         # That format shows no thread, process or source line: do not look them up for every
         # record (the switches of the logging HOWTO's "Optimization"; a tenth of a small
         # upload's server time).

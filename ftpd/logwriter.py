@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -111,6 +112,25 @@ def _write_stream(handler: logging.StreamHandler[Any], records: list[logging.Log
         handler.handleError(records[0])
     finally:
         handler.release()
+
+
+class ServeFormatter(logging.Formatter):
+    """`%(asctime)s` exactly as logging.Formatter writes it, with the date and time of day
+    worked out once a second instead of once a record (a fifth of formatting a record)."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self._stamp: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second, stamp = self._stamp  # one tuple: a thread never sees half an update
+        if second != int(record.created):
+            second = int(record.created)
+            stamp = time.strftime(self.default_time_format, self.converter(record.created))
+            self._stamp = (second, stamp)
+        return self.default_msec_format % (stamp, record.msecs)
 
 
 def log_in_background(linger: float = LINGER) -> LogWriter:

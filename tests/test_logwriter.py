@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from ftpd import logwriter
-from ftpd.logwriter import InProcessQueueHandler, LogWriter
+from ftpd.logwriter import InProcessQueueHandler, LogWriter, ServeFormatter
 
 
 class CountingStream(io.StringIO):
@@ -173,3 +173,16 @@ def test_the_queued_record_is_the_record_itself() -> None:
     assert queued.args == ("y",) and queued.exc_info is not None
     formatted = logging.Formatter().format(queued)
     assert formatted.startswith("x=y\nTraceback") and "OSError: [Errno 5] I/O error" in formatted
+
+
+@pytest.mark.parametrize("datefmt", [None, "%H:%M"])
+def test_the_serve_formatter_writes_what_logging_formatter_writes(datefmt: str | None) -> None:
+    """The same text for records within one second, across seconds, and back in time."""
+    fmt = "%(asctime)s %(levelname)s %(message)s"
+    ours, standard = ServeFormatter(fmt), logging.Formatter(fmt, datefmt)
+    if datefmt is not None:
+        ours.datefmt = datefmt
+    for created in (1_700_000_000.001, 1_700_000_000.999, 1_700_000_001.5, 1_699_999_999.25):
+        r = record("put name=%s", "a")
+        r.created, r.msecs = created, int((created - int(created)) * 1000) + 0.0
+        assert ours.format(r) == standard.format(r)
