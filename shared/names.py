@@ -7,6 +7,7 @@ checked as a name, so no path can climb out of the root or spell a separator ano
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 
 from shared.errors import BadName
@@ -81,7 +82,28 @@ def _remembered_path(path: str) -> str:
     return _check_path(path)
 
 
+def _plain_component() -> str:
+    """A regex for one ASCII name that check_name accepts unchanged: no control character, no
+    separator, not . or .., not reserved, 1 to 255 characters."""
+    dot_entry = r"\.\.?(?:/|$)"
+    reserved = "|".join(re.escape(n) + "(?:/|$)" for n in sorted(RESERVED_NAMES))
+    chars = rf"[^\x00-\x1f\x7f/\\]{{1,{MAX_NAME_BYTES}}}"
+    return rf"(?!{dot_entry})(?!{re.escape(RESERVED_PREFIX)})(?!{reserved}){chars}"
+
+
+_PLAIN = _plain_component()
+_PLAIN_ASCII_PATH = re.compile(rf"{_PLAIN}(?:/{_PLAIN}){{0,{MAX_DEPTH - 1}}}")
+"""The paths almost every upload names, matched in C in one pass; anything else, including
+every path that breaks a rule, takes the checks below, which say what is wrong."""
+
+
 def _check_path(path: str) -> str:
+    if path.isascii() and len(path) <= MAX_PATH_CHARS and _PLAIN_ASCII_PATH.fullmatch(path):
+        return path  # ASCII is its own NFC and NFKC
+    return _check_each(path)
+
+
+def _check_each(path: str) -> str:
     if "/" not in path:
         return check_name(path)  # at most 255 bytes, so within MAX_PATH_CHARS
     parts = path.split("/")

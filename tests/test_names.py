@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import unicodedata
 
 import pytest
@@ -179,6 +180,58 @@ def test_checked_paths_are_remembered_only_when_short_and_valid() -> None:
     assert check_path("caf\u0065\u0301/x") == "caf\u00e9/x"
     assert check_path("caf\u0065\u0301/x") == "caf\u00e9/x"  # the remembered answer is NFC
     assert names._remembered_path.cache_info().maxsize * names.CACHED_PATH_CHARS < 1 << 20
+
+
+def _slow_verdict(path: str) -> str | None:
+    try:
+        return names._check_each(path)
+    except BadName:
+        return None
+
+
+def test_the_fast_ascii_match_accepts_exactly_what_the_full_checks_accept_unchanged() -> None:
+    """The one-regex path for plain ASCII names must never let through what the component
+    checks refuse, and should take every plain name. 40,000 random paths over the characters
+    that matter (dots, separators, controls, the reserved names' letters), plus the edges."""
+    rng = random.Random(20261122)
+    pieces = [
+        ".",
+        "..",
+        "/",
+        "\\",
+        "\x00",
+        "\x1f",
+        "\x7f",
+        "a",
+        " ",
+        "-",
+        ".ftpd",
+        ".gitkeep",
+        ".gitkee",
+        "ftpd",
+        "x" * 120,
+        "y" * 136,
+    ]
+    paths = [
+        "",
+        "/",
+        "a",
+        "a/b",
+        "x" * 255,
+        "x" * 256,
+        "/".join("a" * 32),
+        "/".join("a" * 33),
+        "/".join(["d" * 255] * 16) + "/" + "e" * 15,
+        "/".join(["d" * 255] * 17),
+    ]
+    paths += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 9))) for _ in range(40_000)]
+    accepted = 0
+    for path in paths:
+        fast = bool(names._PLAIN_ASCII_PATH.fullmatch(path)) and len(path) <= names.MAX_PATH_CHARS
+        slow = _slow_verdict(path)
+        assert fast == (slow == path), (path, fast, slow)
+        accepted += fast
+    assert 1_000 < accepted < len(paths) - 1_000  # both verdicts were exercised
 
 
 def test_a_path_longer_than_4096_characters_in_nfc_is_refused() -> None:
