@@ -14,7 +14,7 @@ from typing import Any
 from ftpd.storage import Storage, Upload
 from shared.digests import sum_fields
 from shared.errors import FtpError
-from shared.protocol import Role, encode
+from shared.protocol import Role, encode, encode_stored
 
 MAX_FILES = 256
 MAX_BYTES = 64 << 20
@@ -74,13 +74,6 @@ class CommitBatch:
             else:
                 self._log(up.name, result.size, up.checksum, item.started, "ok", up.digest)
                 frames.append(
-                    encode(
-                        "ok",
-                        Role.SERVER,
-                        name=result.name,
-                        size=result.size,
-                        existed=False,
-                        **sum_fields(up.digest, up.checksum),
-                    )
+                    encode_stored(result.name, result.size, sum_fields(up.digest, up.checksum))
                 )
         self._send(b"".join(frames))

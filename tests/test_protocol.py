@@ -1089,6 +1089,63 @@ def test_encode_refuses_a_lone_surrogate() -> None:
         encode("error", S, code="internal-error", message="\ud800")
 
 
+def _outcome(build: Any) -> bytes | str:
+    try:
+        return bytes(build())
+    except LocalProtocolError as exc:
+        return f"LocalProtocolError: {exc}"
+
+
+_SUM_SHAPES = st.one_of(
+    st.fixed_dictionaries({"md5": st.sampled_from(["0" * 32, "a1" * 16, "A" * 32, "0" * 31, ""])}),
+    st.fixed_dictionaries(
+        {
+            "digest": st.sampled_from(["xxh3-128", "d" * 33, ""]),
+            "sum": st.sampled_from(["ab" * 8, "0" * 128, "0" * 129, "0" * 15, "g" * 32]),
+        }
+    ),
+    st.dictionaries(st.sampled_from(["md5", "sum", "digest", "user", "x"]), st.just("0" * 32)),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.one_of(
+        st.text(max_size=40),
+        st.sampled_from(["", "x" * 4096, "x" * 4097, "a\udcffb", 'q"uote\\back\x01', "\u2028"]),
+        st.integers(),
+    ),
+    size=st.one_of(
+        st.sampled_from([-1, 0, 1, 2**50, 2**50 + 1, True, 1.0, "1", None]),
+        st.integers(min_value=0, max_value=2**50),
+    ),
+    sums=_SUM_SHAPES,
+)
+def test_encode_stored_writes_or_refuses_exactly_what_encode_does(
+    name: Any, size: Any, sums: dict[str, str]
+) -> None:
+    """The fast path for the commonest reply must be byte for byte the general encoder's, and
+    refuse (with the same message) whatever it refuses."""
+    general = _outcome(lambda: encode("ok", S, name=name, size=size, existed=False, **sums))
+    assert _outcome(lambda: protocol.encode_stored(name, size, sums)) == general
+
+
+def test_encode_stored_takes_the_fast_path_for_plain_replies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not merely equal: the common shapes must not go through encode() at all."""
+
+    def refuse(*args: Any, **kw: Any) -> bytes:
+        raise AssertionError("took the general encoder")
+
+    monkeypatch.setattr(protocol, "encode", refuse)
+    for sums in ({"md5": "0" * 32}, {"digest": "xxh3-128", "sum": "ab" * 16}):
+        for name in ("f", 'dir/caf\u00e9 "q".txt', "x" * 4096):
+            header = parse_header(protocol.encode_stored(name, 12, sums)[PREFIX_SIZE:], S)
+            assert (header.type, header["name"], header["size"]) == ("ok", name, 12)
+            assert header["existed"] is False and {k: header[k] for k in sums} == sums
+
+
 # --- errors on the wire --------------------------------------------------------
 
 WIRE_CODES: list[tuple[str, type[FtpError]]] = [
