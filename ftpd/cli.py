@@ -162,7 +162,7 @@ def serve(
     """
     if not logging.getLogger().handlers:  # a host (a test, an embedding) may log its own way
         stderr = logging.StreamHandler()
-        stderr.setFormatter(ServeFormatter("%(asctime)s %(levelname)s %(message)s"))
+        stderr.setFormatter(ServeFormatter())
         logging.basicConfig(level=log_level.upper(), handlers=[stderr])
         # That format shows no thread, process or source line: do not look them up for every
         # record (the switches of the logging HOWTO's "Optimization"; a tenth of a small

@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import logging
 import queue
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from ftpd import logwriter
-from ftpd.logwriter import InProcessQueueHandler, LogWriter, ServeFormatter
+from ftpd.logwriter import SERVE_FORMAT, InProcessQueueHandler, LogWriter, ServeFormatter
 
 
 class CountingStream(io.StringIO):
@@ -177,12 +178,23 @@ def test_the_queued_record_is_the_record_itself() -> None:
 
 @pytest.mark.parametrize("datefmt", [None, "%H:%M"])
 def test_the_serve_formatter_writes_what_logging_formatter_writes(datefmt: str | None) -> None:
-    """The same text for records within one second, across seconds, and back in time."""
-    fmt = "%(asctime)s %(levelname)s %(message)s"
-    ours, standard = ServeFormatter(fmt), logging.Formatter(fmt, datefmt)
-    if datefmt is not None:
-        ours.datefmt = datefmt
+    """The same text within one second, across seconds, back in time, and with a traceback
+    or a stack."""
+    ours, standard = ServeFormatter(), logging.Formatter(SERVE_FORMAT, datefmt)
+    ours.datefmt = datefmt
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc_info = sys.exc_info()
     for created in (1_700_000_000.001, 1_700_000_000.999, 1_700_000_001.5, 1_699_999_999.25):
-        r = record("put name=%s", "a")
-        r.created, r.msecs = created, int((created - int(created)) * 1000) + 0.0
-        assert ours.format(r) == standard.format(r)
+        for extra in (
+            {"exc_info": None},
+            {"exc_info": exc_info},
+            {"exc_info": None, "sinfo": "Stack (most recent call last):"},
+        ):
+            r = logging.LogRecord(
+                "ftpd.t", logging.WARNING, "f", 1, "put %s %d%%", ("a", 5), **extra
+            )
+            r.created, r.msecs = created, int((created - int(created)) * 1000) + 0.0
+            theirs = logging.makeLogRecord(r.__dict__)  # each formats a fresh record
+            assert ours.format(r) == standard.format(theirs)
