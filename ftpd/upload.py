@@ -7,7 +7,6 @@ module does the steps.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -234,5 +233,8 @@ class Upload:
 
 
 def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """Remove a staging name that may be gone already."""
+    try:  # noqa: SIM105 - contextlib.suppress builds an object per call, and this runs per upload
         os.unlink(path)
+    except FileNotFoundError:
+        pass
