@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +50,7 @@ class InProcessQueueHandler(logging.Handler):
 
 
 class LogWriter:
-    """Moves the root logger's handlers behind a queue, and writes to them from a thread."""
+    """Writes queued records to `handlers` from a thread of its own."""
 
     def __init__(self, handlers: Sequence[logging.Handler], linger: float = LINGER) -> None:
         self.handlers = list(handlers)
@@ -79,21 +81,25 @@ class LogWriter:
                     break
             records = [r for r in batch if isinstance(r, logging.LogRecord)]
             if records:
-                self.write(records)
+                try:
+                    self.write(records)
+                except Exception:  # a handler or filter that raises must not end the log
+                    traceback.print_exc(file=sys.stderr)
             if _STOP in batch:
                 return
 
     def write(self, records: list[logging.LogRecord]) -> None:
-        """Hand each handler the records at or above its level: a stream handler gets them
-        in one write and one flush, any other handler one at a time."""
+        """Hand each handler its records: a plain StreamHandler gets those at or above its
+        level in one write and one flush; any other handler (a file handler that opens
+        lazily or rotates, a subclass with its own emit) gets each through its own handle."""
         for handler in self.handlers:
-            wanted = [r for r in records if r.levelno >= handler.level and handler.filter(r)]
-            if not wanted:
+            if type(handler) is logging.StreamHandler:
+                wanted = [r for r in records if r.levelno >= handler.level and handler.filter(r)]
+                if wanted:
+                    _write_stream(handler, wanted)
                 continue
-            if isinstance(handler, logging.StreamHandler):
-                _write_stream(handler, wanted)
-            else:
-                for record in wanted:
+            for record in records:
+                if record.levelno >= handler.level:
                     handler.handle(record)
 
 
@@ -151,12 +157,29 @@ class ServeFormatter(logging.Formatter):
         return self.default_msec_format % (stamp, record.msecs)
 
 
-def log_in_background(linger: float = LINGER) -> LogWriter:
+class BackgroundLog:
+    """The root logger's handlers moved behind a queue and a LogWriter, until `stop` puts
+    them back (so that what is logged after, or by a second `serve` in the same process,
+    still reaches them)."""
+
+    def __init__(self, linger: float = LINGER) -> None:
+        self.root = logging.getLogger()
+        self.writer = LogWriter(self.root.handlers, linger)
+        self.queue_handler = InProcessQueueHandler(self.writer.records)
+        for handler in self.writer.handlers:
+            self.root.removeHandler(handler)
+        self.root.addHandler(self.queue_handler)
+        self.writer.start()
+
+    def stop(self) -> None:
+        """Hand logging back to the original handlers, then write what is still queued
+        (records logged meanwhile go straight to the handlers: none is lost)."""
+        for handler in self.writer.handlers:
+            self.root.addHandler(handler)
+        self.root.removeHandler(self.queue_handler)
+        self.writer.stop()
+
+
+def log_in_background(linger: float = LINGER) -> BackgroundLog:
     """Put a LogWriter between the root logger and its handlers, and start it."""
-    root = logging.getLogger()
-    writer = LogWriter(root.handlers, linger)
-    for handler in writer.handlers:
-        root.removeHandler(handler)
-    root.addHandler(InProcessQueueHandler(writer.records))
-    writer.start()
-    return writer
+    return BackgroundLog(linger)

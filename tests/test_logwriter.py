@@ -114,7 +114,7 @@ def test_stop_writes_what_is_queued_and_ends_the_thread(
     for i in range(100):
         log.info("line %d", i)
     writer.stop()
-    assert not writer._thread.is_alive()
+    assert not writer.writer._thread.is_alive()
     assert stream.getvalue() == "".join(f"line {i}\n" for i in range(100))
     assert stream.writes == 1
 
