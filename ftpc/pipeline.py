@@ -32,14 +32,11 @@ while it commits one group the next is already on its way. With 256 the server s
 for about a fifth of a put_many of small files, waiting for frames after each commit."""
 WINDOW_BYTES = 32 << 20
 REPLY_BYTES = 128 << 10
-"""At most this many bytes of replies, as `_reply_size` reckons them, are owed at once. The
-server writes them while this side may be writing frames; if they did not fit the two socket
-buffers between, both sides would wait on each other until the server's idle timeout ends
-the session (the files already acknowledged stay stored). An `ok` to a short name is about
-half its estimate; an error naming a file whose name needs escaping, up to 0.9 of it, so at
-most about 115 KiB are owed. A Linux connection starts with a 64 KiB receive window and a
-send buffer sized from its congestion window; on loopback here a peer that never reads
-took 3.9 MB before the sender blocked."""
+"""At most this many bytes of replies, as `_reply_size` reckons them (an `ok` to a short name
+is about half its estimate, an error naming a file whose name needs escaping up to 0.9), are
+owed at once: long names get fewer files in flight. Frames go out through `send_reading`,
+which reads the replies that arrive meanwhile, so however large they are, the two sides
+never wait on each other."""
 SEND_BYTES = 64 << 10
 """Frames are gathered up to this many bytes, then sent with one call."""
 FRAME_BYTES = 256 << 10
@@ -103,7 +100,7 @@ def put_many(
         if close:
             close_frame()
         if unsent:
-            client.chan.send_raw(b"".join(unsent))
+            client.chan.send_reading(b"".join(unsent))  # replies may arrive meanwhile
             unsent.clear()
             unsent_bytes = 0
 

@@ -124,6 +124,14 @@ class Channel:
         with self._link():
             self._send_raw(data)
 
+    def send_reading(self, data: bytes | memoryview) -> None:
+        """Send `data`, reading whatever the peer sends meanwhile into the decoder, for the
+        next recv_message. A client that pipelines requests without reading their replies
+        must send this way: if it blocked in a send while its peer blocked sending replies,
+        each would wait on the other until a timeout."""
+        with self._link():
+            self._send_reading(data)
+
     def send_body(
         self,
         f: BinaryIO,
@@ -164,6 +172,29 @@ class Channel:
                 self.sock.sendall(view[:n])
                 self._pace(n)
                 view = view[n:]
+        except OSError as exc:
+            raise TransportError(f"connection lost while sending: {_describe(exc)}") from exc
+
+    def _send_reading(self, data: bytes | memoryview) -> None:
+        """Send while the socket takes bytes; read only when it does not and the peer has
+        something to say, so the common case is one send after another."""
+        view = memoryview(data)
+        timeout = self.sock.gettimeout()
+        wait_ms = None if timeout is None else int(timeout * 1000) + 1
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN | select.POLLOUT)
+        try:
+            while view:
+                events = poller.poll(wait_ms)
+                if not events:
+                    raise TransportError("timed out: the peer neither reads nor writes")
+                ready = events[0][1]
+                if ready & select.POLLOUT:
+                    n = self.sock.send(view[: self._piece(len(view))])
+                    self._pace(n)
+                    view = view[n:]
+                elif ready & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                    self._fill()  # raises on EOF or a reset, as a read would
         except OSError as exc:
             raise TransportError(f"connection lost while sending: {_describe(exc)}") from exc
 

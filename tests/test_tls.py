@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import shutil
 import socket
 import ssl
@@ -130,6 +132,23 @@ def test_transfers_over_tls_with_a_pinned_fingerprint(
         got = c.get("data.bin", tmp_path / "out")
         assert got.path.read_bytes() == src.read_bytes()
         assert [e.name for e in c.list()] == ["data.bin"]
+
+
+def test_put_many_over_tls_pipelines_and_verifies_every_file(
+    tls_daemon: FtpServer, certs: dict[str, tuple[Path, Path, str]], tmp_path: Path
+) -> None:
+    """Frames go out through send_reading, which may read replies between TLS records."""
+    src = tmp_path / "many"
+    src.mkdir()
+    paths = []
+    for i in range(700):  # more than the window: replies come back while frames still go out
+        paths.append(src / f"f{i:03}")
+        paths[-1].write_bytes(os.urandom(i % 5000))
+    with connect(tls_daemon, options(tmp_path, fingerprint=certs["server"][2])) as c:
+        outcomes = c.put_many(paths)
+        listed = {e.name: e.md5 for e in c.list()}
+    assert [o.size for o in outcomes] == [p.stat().st_size for p in paths]  # type: ignore[union-attr]
+    assert listed == {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in paths}
 
 
 def test_cafile_verifies_and_a_foreign_ca_is_refused(

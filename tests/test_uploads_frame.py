@@ -251,13 +251,13 @@ def test_quota_and_mismatches_inside_frames(
 def test_put_many_bounds_the_replies_it_owes_not_only_the_files(
     daemon: Daemon, tmp_path: Path
 ) -> None:
-    """Replies to long names are long: were 256 of them owed while this side still writes
-    frames, they could fill both socket buffers and stall the two sides until a timeout."""
+    """Replies to long names are long: the files in flight are bounded by the bytes of
+    their replies too, not only by their count."""
     paths, names = deep_uploads(daemon, tmp_path, 40)
     owed, most = 0, 0
     with daemon.client() as c:
         watch = Decoder(Role.CLIENT)
-        real_send, real_reply = c.chan.send_raw, c._reply
+        real_send, real_reply = c.chan.send_reading, c._reply
 
         def send(data: bytes | memoryview) -> None:
             nonlocal owed, most
@@ -275,7 +275,7 @@ def test_put_many_bounds_the_replies_it_owes_not_only_the_files(
             owed -= 1
             return real_reply(*types)
 
-        c.chan.send_raw = send  # type: ignore[method-assign]
+        c.chan.send_reading = send  # type: ignore[method-assign]
         c._reply = reply  # type: ignore[method-assign]
         outcomes = c.put_many(paths, names)
     assert all(o.size == 3 for o in outcomes)  # type: ignore[union-attr]
