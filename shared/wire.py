@@ -35,6 +35,10 @@ SENDFILE_CHUNK = 1 << 20
 """Bytes per sendfile call: small enough for smooth progress and rate checks between calls."""
 TLS_PIECE = 64 << 10
 """Bytes per send over TLS: at the default minimum rate a piece takes well under a window."""
+TLS_RECORD = 8 << 10
+"""What `send_reading` hands an SSL socket at a time: an SSL write returns only when all of it
+is out, and a TCP socket that says it is writable has room for at least a third of its send
+buffer, which Linux starts at tens of KiB."""
 
 Sink = Callable[[memoryview], None]
 
@@ -179,6 +183,9 @@ class Channel:
         """Send while the socket takes bytes; read only when it does not and the peer has
         something to say, so the common case is one send after another."""
         view = memoryview(data)
+        # An SSL write does not return until all it was given is out: small records, so that
+        # one never waits on a peer that is itself waiting to be read.
+        piece = TLS_RECORD if isinstance(self.sock, ssl.SSLSocket) else len(view)
         timeout = self.sock.gettimeout()
         wait_ms = None if timeout is None else int(timeout * 1000) + 1
         poller = select.poll()
@@ -190,7 +197,7 @@ class Channel:
                     raise TransportError("timed out: the peer neither reads nor writes")
                 ready = events[0][1]
                 if ready & select.POLLOUT:
-                    n = self.sock.send(view[: self._piece(len(view))])
+                    n = self.sock.send(view[: min(self._piece(len(view)), piece)])
                     self._pace(n)
                     view = view[n:]
                 elif ready & (select.POLLIN | select.POLLHUP | select.POLLERR):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from ftpd.tls import load_server_tls, make_self_signed
 from shared.errors import TransportError
 from shared.protocol import Role, encode
 from shared.wire import Channel
@@ -49,11 +52,16 @@ def replies(count: int) -> bytes:
     )
 
 
-def answering_server(server: socket.socket, answer: bytes, got: list[int]) -> threading.Thread:
+def answering_server(
+    server: socket.socket, answer: bytes, got: list[int], tls: ssl.SSLContext | None = None
+) -> threading.Thread:
     """A peer that writes all its replies before it reads anything, as a group commit does."""
 
     def run() -> None:
+        nonlocal server
         try:
+            if tls is not None:
+                server = tls.wrap_socket(server, server_side=True)
             server.sendall(answer)
             total = 0
             while total < EACH_WAY:
@@ -64,6 +72,9 @@ def answering_server(server: socket.socket, answer: bytes, got: list[int]) -> th
             got.append(total)
         except OSError:
             got.append(-1)
+        finally:
+            if tls is not None:
+                server.close()  # the SSL socket took over the fixture's descriptor
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -108,3 +119,30 @@ def test_a_peer_that_closes_while_we_send_is_a_transport_error(
     server.close()
     with pytest.raises(TransportError):
         Channel(client, Role.CLIENT).send_reading(b"\0" * EACH_WAY)
+
+
+def test_over_tls_too(pair: tuple[socket.socket, socket.socket], tmp_path: Path) -> None:
+    """An SSL write returns only when all it was given is out, so send_reading hands it small
+    records: a large write would wait on a peer that is waiting to be read. (A send buffer of
+    a few KiB cannot take even one record, so this one is 32 KiB, less than Linux gives a
+    connection; the data is still 30 times what the buffers hold.)"""
+    client, server = pair
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 << 10)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_self_signed("127.0.0.1", cert, key)
+    got: list[int] = []
+    thread = answering_server(
+        server, replies(EACH_WAY // 70), got, tls=load_server_tls(cert, key).context
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # this test is about the flow, not about trust
+    secure = context.wrap_socket(client, server_hostname="127.0.0.1")
+    try:
+        chan = Channel(secure, Role.CLIENT)
+        chan.send_reading(b"\0" * EACH_WAY)
+        thread.join(10)
+        assert got == [EACH_WAY]
+        assert chan.recv_message()["name"] == "f000000"
+    finally:
+        secure.close()
