@@ -22,7 +22,7 @@ from ftpc.files import open_regular
 from ftpc.upload import settled_result
 from shared import digests
 from shared.digests import MD5, sum_fields
-from shared.errors import ChecksumMismatch, LocalFileError, RequestError
+from shared.errors import ChecksumMismatch, LocalFileError, RequestError, TransportError
 from shared.names import check_path, conflict_fields
 from shared.protocol import MAX_FRAME_FILES, MAX_FRAME_NAMES, MAX_INLINE, Role, encode
 
@@ -94,15 +94,20 @@ def put_many(
             frame.clear()
 
     def send(close: bool = True) -> None:
-        """One sendall for the frames gathered (a send per 4 KiB file cost more than its
-        md5), and first, with `close`, for the `uploads` frame still being filled."""
+        """One send for the frames gathered (a send per 4 KiB file cost more than its md5),
+        and first, with `close`, for the `uploads` frame still being filled."""
         nonlocal unsent_bytes
         if close:
             close_frame()
         if unsent:
-            client.chan.send_reading(b"".join(unsent))  # replies may arrive meanwhile
+            data = b"".join(unsent)
             unsent.clear()
             unsent_bytes = 0
+            try:
+                client.chan.send_reading(data)  # replies may arrive meanwhile
+            except TransportError:
+                salvage()
+                raise
 
     def settle(item: _InFlight, outcome: Outcome) -> None:
         results[item.index] = outcome
@@ -110,31 +115,42 @@ def put_many(
             on_result(item.path, outcome)
 
     def collect(keep: int) -> None:
-        nonlocal in_flight_bytes, owed_reply_bytes
         send()  # every reply awaited must have its request on the way
         while len(pending) > keep:
-            item = pending.popleft()
-            in_flight_bytes -= item.size
-            owed_reply_bytes -= _reply_size(item.name)
-            try:
-                ok = client._reply("ok")
-            except RequestError as exc:
-                settle(item, exc)
-                if not client.connected:
-                    raise  # a fatal error: no more replies will come
-                continue
-            if ok.get("skipped"):
-                settle(item, settled_result(client, ok, item.started))
-                continue
-            stored = client._sum(ok)
-            if stored != item.checksum:
-                problem = f"server stored {algo} {stored}, we sent {item.checksum}"
-                settle(item, ChecksumMismatch(problem))
-                continue
-            seconds = time.monotonic() - item.started
-            existed = bool(ok.get("existed"))
-            stored_as = ok.get("name", item.name)
-            settle(item, PutResult(stored_as, item.size, item.checksum, existed, seconds, algo))
+            take_reply()
+
+    def salvage() -> None:
+        """The link broke while frames went out: settle each file whose reply arrived before
+        it did. A server that ended the session answers what it owes first, then says why
+        (a fatal error): that error is raised instead of the broken link."""
+        with contextlib.suppress(TransportError):
+            while pending:
+                take_reply()
+
+    def take_reply() -> None:
+        nonlocal in_flight_bytes, owed_reply_bytes
+        item = pending.popleft()
+        in_flight_bytes -= item.size
+        owed_reply_bytes -= _reply_size(item.name)
+        try:
+            ok = client._reply("ok")
+        except RequestError as exc:
+            settle(item, exc)
+            if not client.connected:
+                raise  # a fatal error: no more replies will come
+            return
+        if ok.get("skipped"):
+            settle(item, settled_result(client, ok, item.started))
+            return
+        stored = client._sum(ok)
+        if stored != item.checksum:
+            problem = f"server stored {algo} {stored}, we sent {item.checksum}"
+            settle(item, ChecksumMismatch(problem))
+            return
+        seconds = time.monotonic() - item.started
+        existed = bool(ok.get("existed"))
+        stored_as = ok.get("name", item.name)
+        settle(item, PutResult(stored_as, item.size, item.checksum, existed, seconds, algo))
 
     pipelined = "upload" in client.hello["capabilities"]
     grouped = "uploads" in client.hello["capabilities"]

@@ -35,6 +35,9 @@ SENDFILE_CHUNK = 1 << 20
 """Bytes per sendfile call: small enough for smooth progress and rate checks between calls."""
 TLS_PIECE = 64 << 10
 """Bytes per send over TLS: at the default minimum rate a piece takes well under a window."""
+READ_WHILE_SENDING = 4 << 20
+"""The most `send_reading` holds from a peer that does not read: far above the replies a
+pipelining client owes (about 128 KiB), so only a peer that floods it gets there."""
 TLS_RECORD = 8 << 10
 """What `send_reading` hands an SSL socket at a time: an SSL write returns only when all of it
 is out, and a TCP socket that says it is writable has room for at least a third of its send
@@ -134,7 +137,11 @@ class Channel:
         must send this way: if it blocked in a send while its peer blocked sending replies,
         each would wait on the other until a timeout."""
         with self._link():
-            self._send_reading(data)
+            try:
+                self._send_reading(data)
+            except RemoteProtocolError:
+                self.close()  # a peer that floods us: the stream is of no more use
+                raise
 
     def send_body(
         self,
@@ -183,9 +190,12 @@ class Channel:
         """Send while the socket takes bytes; read only when it does not and the peer has
         something to say, so the common case is one send after another."""
         view = memoryview(data)
+        tls = isinstance(self.sock, ssl.SSLSocket)
         # An SSL write does not return until all it was given is out: small records, so that
-        # one never waits on a peer that is itself waiting to be read.
-        piece = TLS_RECORD if isinstance(self.sock, ssl.SSLSocket) else len(view)
+        # one never waits on a peer that is itself waiting to be read. A plain send must not
+        # wait either, even on a socket without a timeout.
+        piece = TLS_RECORD if tls else len(view)
+        flags = 0 if tls else socket.MSG_DONTWAIT
         timeout = self.sock.gettimeout()
         wait_ms = None if timeout is None else int(timeout * 1000) + 1
         poller = select.poll()
@@ -197,13 +207,34 @@ class Channel:
                     raise TransportError("timed out: the peer neither reads nor writes")
                 ready = events[0][1]
                 if ready & select.POLLOUT:
-                    n = self.sock.send(view[: min(self._piece(len(view)), piece)])
+                    try:
+                        n = self.sock.send(view[: min(self._piece(len(view)), piece)], flags)
+                    except BlockingIOError:
+                        continue
                     self._pace(n)
                     view = view[n:]
                 elif ready & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                    if self.decoder.buffered > READ_WHILE_SENDING:
+                        raise RemoteProtocolError(
+                            f"the peer sent over {READ_WHILE_SENDING} bytes without reading"
+                        )
                     self._fill()  # raises on EOF or a reset, as a read would
         except OSError as exc:
+            self._take_what_arrived()
             raise TransportError(f"connection lost while sending: {_describe(exc)}") from exc
+
+    def _take_what_arrived(self) -> None:
+        """After a send failed: read what the peer sent before it went away. A peer that ends
+        the session with a fatal error sends the replies it owes first, and they are worth
+        more to the caller than the reset that followed them."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        with contextlib.suppress(OSError):
+            while self.decoder.buffered <= READ_WHILE_SENDING and poller.poll(0):
+                n = self.sock.recv_into(self._small, HEADER_CHUNK)
+                if not n:
+                    return
+                self.decoder.receive_data(self._small_view[:n])
 
     def _send_body(
         self,

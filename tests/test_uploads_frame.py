@@ -203,22 +203,31 @@ def test_put_many_splits_frames_at_the_names_limit(
     assert (daemon.root / DEEP / "n04").read_bytes() == b"n04"
 
 
+@pytest.mark.parametrize(("count", "pad"), [(6, ""), (700, "x" * 196)])
 def test_put_many_falls_back_to_one_frame_per_file(
-    daemon: Daemon, tmp_path: Path, requests: Counter[str], monkeypatch: pytest.MonkeyPatch
+    daemon: Daemon,
+    tmp_path: Path,
+    requests: Counter[str],
+    monkeypatch: pytest.MonkeyPatch,
+    count: int,
+    pad: str,
 ) -> None:
+    """Without `uploads`, one `upload` frame per file; 700 files with 200-character names are
+    more than the window, so replies come back while frames still go out."""
     monkeypatch.setattr(
         handler, "CAPABILITIES", [c for c in handler.CAPABILITIES if c != "uploads"]
     )
     src = tmp_path / "src"
     src.mkdir()
-    paths = [src / f"f{i}" for i in range(6)]
+    paths = [src / f"f{i:03}{pad}" for i in range(count)]
     for p in paths:
-        p.write_bytes(p.name.encode() * 3)
+        p.write_bytes(p.name[:4].encode() * 3)
     with daemon.client() as c:
         assert "uploads" not in c.hello["capabilities"]
         outcomes = c.put_many(paths)
-    assert (requests["upload"], requests["uploads"]) == (6, 0)
+    assert (requests["upload"], requests["uploads"]) == (count, 0)
     assert [o.name for o in outcomes] == [p.name for p in paths]  # type: ignore[union-attr]
+    assert (daemon.root / paths[-1].name).read_bytes() == paths[-1].read_bytes()
 
 
 def test_quota_and_mismatches_inside_frames(
