@@ -15,7 +15,7 @@ from ftpd.auth import UserStore
 from ftpd.config import config_option
 from ftpd.limits import Limits
 from ftpd.lockout import LockoutPolicy
-from ftpd.logwriter import ServeFormatter, log_in_background
+from ftpd.logwriter import BackgroundLog, ServeFormatter
 from ftpd.partials import DEFAULT_TTL
 from ftpd.server import DEFAULT_PORT, FtpServer
 from ftpd.storage import Storage
@@ -210,7 +210,7 @@ def serve(
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    listener = log_in_background()
+    listener = BackgroundLog()
     bound_host, bound_port = server.address
     if tls is not None:
         click.echo(f"TLS certificate SHA256 fingerprint: {tls.fingerprint}")

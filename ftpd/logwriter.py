@@ -178,8 +178,3 @@ class BackgroundLog:
             self.root.addHandler(handler)
         self.root.removeHandler(self.queue_handler)
         self.writer.stop()
-
-
-def log_in_background(linger: float = LINGER) -> BackgroundLog:
-    """Put a LogWriter between the root logger and its handlers, and start it."""
-    return BackgroundLog(linger)

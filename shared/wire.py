@@ -229,12 +229,9 @@ class Channel:
         more to the caller than the reset that followed them."""
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, TransportError):  # EOF or the reset: all there was
             while self.decoder.buffered <= READ_WHILE_SENDING and poller.poll(0):
-                n = self.sock.recv_into(self._small, HEADER_CHUNK)
-                if not n:
-                    return
-                self.decoder.receive_data(self._small_view[:n])
+                self._fill()
 
     def _send_body(
         self,

@@ -104,6 +104,22 @@ def assert_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
 
 
 @pytest.fixture
+def bare_root() -> Iterator[logging.Logger]:
+    """The root logger with no handlers and at INFO, restored after."""
+    root = logging.getLogger()
+    saved, saved_level = root.handlers[:], root.level
+    for handler in saved:
+        root.removeHandler(handler)
+    root.setLevel(logging.INFO)
+    yield root
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    for handler in saved:
+        root.addHandler(handler)
+    root.setLevel(saved_level)
+
+
+@pytest.fixture
 def client(daemon: Daemon) -> Iterator[Client]:
     with daemon.client() as c:
         yield c

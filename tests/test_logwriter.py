@@ -6,7 +6,6 @@ import io
 import logging
 import queue
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -44,22 +43,6 @@ class Collecting(logging.Handler):
 
 def record(message: str, *args: object, level: int = logging.INFO) -> logging.LogRecord:
     return logging.LogRecord("ftpd.test", level, __file__, 1, message, args, None)
-
-
-@pytest.fixture
-def root_handlers() -> Iterator[list[logging.Handler]]:
-    """The root logger with only the handlers a test puts in this list, restored after."""
-    root = logging.getLogger()
-    saved, saved_level = root.handlers[:], root.level
-    for handler in saved:
-        root.removeHandler(handler)
-    mine: list[logging.Handler] = []
-    yield mine
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
-    for handler in saved:
-        root.addHandler(handler)
-    root.setLevel(saved_level)
 
 
 def test_records_that_arrive_together_are_written_with_one_write_and_one_flush() -> None:
@@ -104,12 +87,12 @@ def test_a_write_that_fails_is_reported_like_a_stream_handler_does(
 
 
 def test_stop_writes_what_is_queued_and_ends_the_thread(
-    root_handlers: list[logging.Handler],
+    bare_root: logging.Logger,
 ) -> None:
     stream = CountingStream()
     logging.getLogger().addHandler(logging.StreamHandler(stream))
     logging.getLogger().setLevel(logging.INFO)
-    writer = logwriter.log_in_background(linger=60.0)  # nothing is written before stop
+    writer = logwriter.BackgroundLog(linger=60.0)  # nothing is written before stop
     log = logging.getLogger("ftpd.test.writer")
     for i in range(100):
         log.info("line %d", i)
@@ -120,7 +103,7 @@ def test_stop_writes_what_is_queued_and_ends_the_thread(
 
 
 def test_exception_records_are_formatted_with_their_traceback_by_the_writer(
-    root_handlers: list[logging.Handler],
+    bare_root: logging.Logger,
 ) -> None:
     root = logging.getLogger()
     out = io.StringIO()
@@ -129,7 +112,7 @@ def test_exception_records_are_formatted_with_their_traceback_by_the_writer(
     root.addHandler(mine)
     root.setLevel(logging.INFO)
     log = logging.getLogger("ftpd.test.writer")
-    writer = logwriter.log_in_background()
+    writer = logwriter.BackgroundLog()
     assert [type(h) for h in root.handlers] == [InProcessQueueHandler]
 
     def fail() -> None:

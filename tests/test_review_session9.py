@@ -12,7 +12,6 @@ import logging
 import logging.handlers
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,22 +30,6 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 def _record(message: str) -> logging.LogRecord:
     return logging.LogRecord("ftpd.review9", logging.INFO, __file__, 1, message, (), None)
-
-
-@pytest.fixture
-def bare_root() -> Iterator[logging.Logger]:
-    """The root logger with no handlers, restored after."""
-    root = logging.getLogger()
-    saved, saved_level = root.handlers[:], root.level
-    for handler in saved:
-        root.removeHandler(handler)
-    root.setLevel(logging.INFO)
-    yield root
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
-    for handler in saved:
-        root.addHandler(handler)
-    root.setLevel(saved_level)
 
 
 # --- the log writer bypasses emit() of every StreamHandler subclass ----------------------
@@ -121,16 +104,16 @@ def test_a_stream_handler_subclass_has_its_emit_called() -> None:
 def test_after_stop_records_reach_the_handlers_again(bare_root: logging.Logger) -> None:
     """Found in review (the old QueueListener code did the same). stop() left the
     InProcessQueueHandler on the root with nobody draining its queue: later records were
-    silently lost and piled up in memory, and a second log_in_background() (a second `serve`
+    silently lost and piled up in memory, and a second BackgroundLog (a second `serve`
     in one process) took that dead queue handler as its only handler, so it logged nothing."""
     out = io.StringIO()
     bare_root.addHandler(logging.StreamHandler(out))
     log = logging.getLogger("ftpd.review9")
-    first = logwriter.log_in_background(linger=0.0)
+    first = logwriter.BackgroundLog(linger=0.0)
     log.info("first serve")
     first.stop()
     log.info("between")
-    second = logwriter.log_in_background(linger=0.0)
+    second = logwriter.BackgroundLog(linger=0.0)
     log.info("second serve")
     second.stop()
     assert out.getvalue() == "first serve\nbetween\nsecond serve\n"
