@@ -154,7 +154,6 @@ def _receive_into(
             try:
                 client.chan.recv_body(received)
             except BaseException:
-                behind.wait()
                 client._drop()  # the rest of the body is still on the wire
                 raise
             behind.finish()

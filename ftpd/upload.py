@@ -128,7 +128,6 @@ class Upload:
 
     def restart(self) -> None:
         """The client's copy differs from the bytes kept: start again from the first byte."""
-        self._behind.wait()
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
         self.storage.space.wrote(-self.received)
@@ -144,7 +143,6 @@ class Upload:
             self.abort()
             return
         self._unreserve()
-        self._behind.wait()
         self._close()
         self.storage.partials.release(self.id)
 
@@ -158,9 +156,7 @@ class Upload:
     def _sync(self, already: bool = False) -> os.stat_result:
         """Make the bytes durable (`already`: a syncfs did); the file is closed either way."""
         try:
-            if already:
-                self._behind.settle()
-            else:
+            if not already:
                 self._behind.finish()
             return os.fstat(self.fd)
         except OSError as exc:
@@ -225,7 +221,6 @@ class Upload:
     def abort(self) -> None:
         """Drop the staging file; the published version, if any, is untouched."""
         self._unreserve()
-        self._behind.wait()
         self._close()
         _unlink(self.path)
         if self.resumable:

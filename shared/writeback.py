@@ -1,9 +1,12 @@
-"""Write-behind: flush a large file to disk while it is still being written.
+"""Write-behind: start writing a large file to disk while it is still being written.
 
-An fsync at the end of a 1 GiB write waits for the whole gigabyte to reach the
-disk (about 0.4 s here). Starting an fdatasync in the background every 64 MiB
-lets the disk work while bytes keep arriving, so the final fsync, which still
-decides when the file is durable, has only the tail left to flush.
+An fsync at the end of a 1 GiB write would wait for the whole gigabyte to reach
+the disk. Every 8 MiB, `sync_file_range(SYNC_FILE_RANGE_WRITE)` asks the kernel
+to start writing what is dirty, and returns without waiting: the disk works while
+bytes keep arriving, and the final fsync, which alone decides when the file is
+durable, has only the tail left. Unlike an fdatasync it flushes no disk cache and
+commits no journal, so the writes that follow are not held up behind it (measured:
+a 1 GiB md5 upload went from 302-365 to 370-409 MB/s, see docs/BENCHMARKS.md).
 
 For many small files the opposite holds: one fsync each means one journal
 commit each, so a group of them is made durable with one syncfs instead.
@@ -17,52 +20,57 @@ import os
 import platform
 import re
 import sys
-import threading
 from collections.abc import Callable
 
-EVERY = 64 << 20
+EVERY = 8 << 20
+SYNC_FILE_RANGE_WRITE = 2
 
 
 class WriteBehind:
-    """Tracks bytes written to `fd`; one background fdatasync at a time."""
+    """Counts the bytes written to `fd` and starts their writeback every `every` bytes."""
 
     def __init__(self, fd: int, every: int = EVERY) -> None:
         self.fd = fd
         self.every = every
         self._since = 0
-        self._thread: threading.Thread | None = None
-        self._error: OSError | None = None
 
     def wrote(self, n: int) -> None:
+        """`n` more bytes were written; OSError if the kernel refuses to write them back."""
         self._since += n
-        if self._since < self.every or (self._thread is not None and self._thread.is_alive()):
-            return
-        self._since = 0
-        self._thread = threading.Thread(target=self._flush, name="write-behind", daemon=True)
-        self._thread.start()
-
-    def _flush(self) -> None:
-        try:
-            os.fdatasync(self.fd)
-        except OSError as exc:  # reported by finish(), which the caller cannot skip
-            self._error = exc
-
-    def wait(self) -> None:
-        """Let a background flush end; call before closing the file, whatever happened."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def settle(self) -> None:
-        """Wait for the background flush; raise its OSError, if it had one."""
-        self.wait()
-        if self._error is not None:
-            raise self._error
+        if self._since >= self.every:
+            self._since = 0
+            start_writeback(self.fd)
 
     def finish(self) -> None:
-        """The durable end: settle, then fsync."""
-        self.settle()
+        """The durable end: fsync, which also reports any write error met on the way."""
         os.fsync(self.fd)
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """Linux's sync_file_range(2), which the os module lacks; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        func = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func  # type: ignore[no-any-return]
+
+
+_SYNC_FILE_RANGE = _load_sync_file_range()
+
+
+def start_writeback(fd: int) -> None:
+    """Start writing every dirty page of `fd` to disk and return at once (0, 0: the whole
+    file; pages already on their way are skipped). Where there is no such call, the final
+    fsync does all the work."""
+    if _SYNC_FILE_RANGE is None:
+        return
+    if _SYNC_FILE_RANGE(fd, 0, 0, SYNC_FILE_RANGE_WRITE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
