@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import stat
@@ -25,7 +26,11 @@ from shared.errors import (
     TransportError,
 )
 from shared.names import FAIL, SKIP, split_path
-from shared.writeback import WriteBehind
+from shared.writeback import DirectWriter, WriteBehind
+
+DIRECT_FROM = 8 << 20
+"""Bodies this large are written with O_DIRECT: below it, a thread and 12 MiB of buffers
+cost more than the page cache does."""
 
 if TYPE_CHECKING:
     from ftpc.client import Client, Progress
@@ -84,7 +89,7 @@ def get_file(
         claimed = client._sum(header)
         if start and on_progress is not None:
             on_progress(start)
-        value = _receive_into(client, fd, on_progress, base if start else None)
+        value = _receive_into(client, fd, header["size"], on_progress, base if start else None)
         if value != claimed:
             keep = False
             raise ChecksumMismatch(
@@ -133,21 +138,32 @@ def _local_conflict(
 
 
 def _receive_into(
-    client: Client, fd: int, on_progress: Progress | None, base: digests.Hasher | None = None
+    client: Client,
+    fd: int,
+    size: int,
+    on_progress: Progress | None,
+    base: digests.Hasher | None = None,
 ) -> str:
-    """Write the body into `fd`, hashing it on the way (after `base`, the hash of the
-    bytes before, for a resumed download); fsync before anyone renames it."""
+    """Write the body of `size` bytes into `fd`, hashing it on the way (after `base`, the
+    hash of the bytes before, for a resumed download); fsync before anyone renames it.
+
+    A large body goes to disk with O_DIRECT where the file system allows it (twice as
+    fast here, see DirectWriter); the rest goes through the page cache with write-behind."""
     digest = digests.hasher_for_stream(client.digest, base)
+    direct = DirectWriter.open(fd) if size >= DIRECT_FROM else None
     behind = WriteBehind(fd)
     try:
         with os.fdopen(fd, "wb", buffering=0) as out:
 
             def received(chunk: memoryview) -> None:
                 digest.update(chunk)
-                rest = chunk
-                while rest:
-                    rest = rest[out.write(rest) :]
-                behind.wrote(len(chunk))
+                if direct is not None:
+                    direct.write(chunk)
+                else:
+                    rest = chunk
+                    while rest:
+                        rest = rest[out.write(rest) :]
+                    behind.wrote(len(chunk))
                 if on_progress is not None:
                     on_progress(len(chunk))
 
@@ -155,7 +171,12 @@ def _receive_into(
                 client.chan.recv_body(received)
             except BaseException:
                 client._drop()  # the rest of the body is still on the wire
+                if direct is not None:
+                    with contextlib.suppress(OSError):
+                        direct.close()  # what arrived is kept: a part stays a prefix
                 raise
+            if direct is not None:
+                direct.close()
             behind.finish()
         return digest.hexdigest()
     finally:

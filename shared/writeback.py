@@ -10,16 +10,25 @@ a 1 GiB md5 upload went from 302-365 to 370-409 MB/s, see docs/BENCHMARKS.md).
 
 For many small files the opposite holds: one fsync each means one journal
 commit each, so a group of them is made durable with one syncfs instead.
+
+A large download skips the page cache altogether (`DirectWriter`): nobody reads
+the file back at once, and copying into fresh page-cache pages was most of the
+client's work. An upload does not: the server serves what it stores, and a
+download straight after an O_DIRECT upload ran at half speed from the disk.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
+import mmap
 import os
 import platform
+import queue
 import re
 import sys
+import threading
 from collections.abc import Callable
 
 EVERY = 8 << 20
@@ -44,6 +53,132 @@ class WriteBehind:
     def finish(self) -> None:
         """The durable end: fsync, which also reports any write error met on the way."""
         os.fsync(self.fd)
+
+
+ALIGN = 4096
+"""O_DIRECT wants buffers, lengths and file offsets aligned to the disk's logical block
+(512 bytes here, 4096 on some disks): page-aligned buffers and 4 KiB multiples suit all."""
+DIRECT_SLOT = 4 << 20
+DIRECT_SLOTS = 3
+
+
+class DirectWriter:
+    """Writes a file with O_DIRECT from a few reused, aligned buffers, in a second thread.
+
+    A buffered write copies every byte into a page-cache page that must first be found
+    and, on a virtual machine, often faulted in by the host: perf put 41 % of a 1 GiB
+    xxh3-128 download's CPU in that copy (1.3-1.8 s of the client's system time). With
+    O_DIRECT the disk reads our buffers itself, and the thread lets it do so while the
+    next bytes arrive; the bytes are not left in the page cache, which is right for a
+    file the client has just finished with. Bytes are written in order, so the file is
+    always a prefix of the stream (a resumable part stays resumable).
+
+    `open()` gives None where the file system refuses O_DIRECT; a write the file system
+    refuses later (EINVAL) is retried buffered, and so is the unaligned tail.
+    """
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self.fd = fd
+        self.offset = offset
+        """Where the next slot goes in the file."""
+        self._free: queue.Queue[mmap.mmap] = queue.Queue()
+        for _ in range(DIRECT_SLOTS):
+            self._free.put(mmap.mmap(-1, DIRECT_SLOT))
+        self._work: queue.Queue[tuple[mmap.mmap, int, int] | None] = queue.Queue()
+        self._slot: mmap.mmap | None = None
+        self._fill = 0
+        self._direct = True
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="direct-writer", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def open(cls, fd: int) -> DirectWriter | None:
+        """A writer continuing at `fd`'s position, or None if O_DIRECT cannot be used."""
+        offset = os.lseek(fd, 0, os.SEEK_CUR)
+        if offset % ALIGN or not hasattr(os, "O_DIRECT"):
+            return None
+        try:
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+        except OSError:
+            return None
+        return cls(fd, offset)
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            slot, n, at = item
+            try:
+                if self._error is None:
+                    self._write_at(memoryview(slot)[:n], at)
+            except OSError as exc:
+                self._error = exc
+            finally:
+                self._free.put(slot)
+
+    def _write_at(self, view: memoryview, at: int) -> None:
+        while view:
+            try:
+                n = os.pwrite(self.fd, view, at)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or not self._direct:
+                    raise
+                self._buffered()  # the file system took the flag but not the write
+                continue
+            view, at = view[n:], at + n
+            if n % ALIGN and view:
+                self._buffered()  # a short, unaligned write: the rest cannot be direct
+
+    def _buffered(self) -> None:
+        self._direct = False
+        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+
+    def write(self, chunk: memoryview) -> None:
+        """Take `chunk` (copied: the caller reuses its buffer); OSError from an earlier write."""
+        if self._error is not None:
+            raise self._error
+        while chunk:
+            if self._slot is None:
+                self._slot, self._fill = self._free.get(), 0
+            n = min(len(chunk), DIRECT_SLOT - self._fill)
+            self._slot[self._fill : self._fill + n] = chunk[:n]
+            self._fill += n
+            chunk = chunk[n:]
+            if self._fill == DIRECT_SLOT:
+                self._submit(DIRECT_SLOT)
+
+    def _submit(self, n: int) -> None:
+        assert self._slot is not None
+        self._work.put((self._slot, n, self.offset))
+        self.offset += n
+        self._slot, self._fill = None, 0
+
+    def close(self) -> None:
+        """Write everything taken so far (the unaligned tail buffered), stop the thread and
+        put the descriptor back to buffered; OSError if any write failed. Call it once,
+        whatever happened."""
+        tail = b""
+        if self._slot is not None:
+            whole = self._fill - self._fill % ALIGN
+            tail = bytes(self._slot[whole : self._fill])
+            if whole:
+                self._submit(whole)
+            else:
+                self._free.put(self._slot)
+                self._slot = None
+        self._work.put(None)
+        self._thread.join()
+        try:
+            if self._direct:
+                self._buffered()
+            if tail and self._error is None:
+                self._write_at(memoryview(tail), self.offset)
+                self.offset += len(tail)
+        except OSError as exc:
+            self._error = self._error or exc
+        if self._error is not None:
+            raise self._error
 
 
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
+import hashlib
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from ftpc import download
+from ftpc.client import Client
 from shared import writeback
-from shared.writeback import WriteBehind, start_writeback
+from shared.writeback import (
+    DIRECT_SLOT,
+    DIRECT_SLOTS,
+    DirectWriter,
+    WriteBehind,
+    start_writeback,
+)
+from tests.conftest import Daemon
 
 
 def test_starts_writeback_every_few_mib_then_fsyncs(
@@ -74,3 +85,131 @@ def test_an_error_while_writing_behind_surfaces_from_wrote(
             behind.wrote(1)
     finally:
         os.close(fd)
+
+
+# --- DirectWriter: O_DIRECT from aligned buffers in a second thread ------------------------
+
+
+def _direct(path: Path, offset: int = 0) -> tuple[int, DirectWriter]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    os.lseek(fd, offset, os.SEEK_SET)
+    writer = DirectWriter.open(fd)
+    if writer is None:
+        os.close(fd)
+        pytest.skip(f"the file system under {path.parent} refuses O_DIRECT")
+    return fd, writer
+
+
+def _chunks(data: bytes, size: int) -> list[memoryview]:
+    view = memoryview(data)
+    return [view[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("extra", [0, 1, 4095, 4096, 12345])
+def test_direct_writes_arrive_whole_and_in_order(tmp_path: Path, extra: int) -> None:
+    data = os.urandom(2 * DIRECT_SLOT + extra)
+    fd, writer = _direct(tmp_path / "f")
+    try:
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT
+        for chunk in _chunks(data, 100_003):  # odd sizes: slots fill across chunks
+            writer.write(chunk)
+        writer.close()
+        assert not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT  # buffered again
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == data
+
+
+def test_direct_writing_continues_an_aligned_part(tmp_path: Path) -> None:
+    head, rest = os.urandom(8192), os.urandom(DIRECT_SLOT + 77)
+    (tmp_path / "f").write_bytes(head)
+    fd, writer = _direct(tmp_path / "f", offset=len(head))
+    try:
+        writer.write(memoryview(rest))
+        writer.close()
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == head + rest
+
+
+def test_an_unaligned_start_is_left_to_the_page_cache(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        os.lseek(fd, 1000, os.SEEK_SET)
+        assert DirectWriter.open(fd) is None
+        assert not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT
+    finally:
+        os.close(fd)
+
+
+def test_a_refused_direct_write_is_retried_buffered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some file systems take the flag and then refuse the write (EINVAL)."""
+    real = os.pwrite
+    refused: list[int] = []
+
+    def picky(fd: int, data: memoryview, offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(offset)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(writeback.os, "pwrite", picky)
+    data = os.urandom(2 * DIRECT_SLOT + 10)
+    fd, writer = _direct(tmp_path / "f")
+    try:
+        for chunk in _chunks(data, 1 << 20):
+            writer.write(chunk)
+        writer.close()
+    finally:
+        os.close(fd)
+    assert refused == [0]  # refused once, then every write went through the page cache
+    assert (tmp_path / "f").read_bytes() == data
+
+
+def test_a_failed_direct_write_surfaces_and_the_thread_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, data: memoryview, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writeback.os, "pwrite", full)
+    fd, writer = _direct(tmp_path / "f")
+    try:
+        with pytest.raises(OSError) as caught:
+            for chunk in _chunks(os.urandom(DIRECT_SLOT * (DIRECT_SLOTS + 2)), 1 << 20):
+                writer.write(chunk)  # raises once the thread has met the error
+            writer.close()
+        assert caught.value.errno == errno.ENOSPC
+        with pytest.raises(OSError, match="No space left"):
+            writer.close()  # the error is kept for whoever closes
+    finally:
+        os.close(fd)
+    assert not writer._thread.is_alive()
+
+
+def test_a_large_download_is_written_directly_and_a_small_one_is_not(
+    daemon: Daemon, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[bool] = []
+    real_open = DirectWriter.open
+
+    def spy(fd: int) -> DirectWriter | None:
+        writer = real_open(fd)
+        opened.append(writer is not None)
+        return writer
+
+    monkeypatch.setattr(download.DirectWriter, "open", spy)
+    big, small = os.urandom(download.DIRECT_FROM + 4097), os.urandom(5000)
+    (daemon.root / "big.bin").write_bytes(big)
+    (daemon.root / "small.bin").write_bytes(small)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert client.get("big.bin", out).md5 == hashlib.md5(big).hexdigest()
+    client.get("small.bin", out)
+    assert (out / "big.bin").read_bytes() == big
+    assert (out / "small.bin").read_bytes() == small
+    if opened != [True]:
+        pytest.skip(f"the file system under {out} refuses O_DIRECT")
