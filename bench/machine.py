@@ -44,8 +44,13 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+BENCH_OUTPUTS = (":(exclude)bench/results", ":(exclude)docs/bench.png")
+"""What the bench itself writes: the previous run's results are not a change to the code."""
+
+
 def code_version(repo: Path) -> str:
-    """The commit measured, marked "+changes" when the working tree differs from it."""
+    """The commit measured, marked "+changes" when the working tree differs from it (the
+    bench's own outputs aside)."""
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
@@ -53,8 +58,9 @@ def code_version(repo: Path) -> str:
             text=True,
             check=True,
         ).stdout.strip()
+        status = ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"]
         dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            [*status, "--", ".", *BENCH_OUTPUTS],
             capture_output=True,
             text=True,
             check=True,

@@ -53,3 +53,27 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
     )
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("ftpd-bench-*"))  # its temp dir is cleaned up
+
+
+def test_the_commit_is_marked_changed_by_code_but_not_by_the_benchs_outputs(
+    tmp_path: Path,
+) -> None:
+    from bench.machine import code_version
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(tmp_path), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    for path in ("bench/results/latest.json", "docs/bench.png", "ftpd/server.py"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("first\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "one")
+    commit = git("rev-parse", "--short", "HEAD")
+    (tmp_path / "bench/results/latest.json").write_text("a later run\n")
+    (tmp_path / "docs/bench.png").write_text("a later chart\n")
+    assert code_version(tmp_path) == commit
+    (tmp_path / "ftpd/server.py").write_text("changed code\n")
+    assert code_version(tmp_path) == commit + "+changes"
