@@ -150,8 +150,8 @@ def _receive_into(
     A large body goes to disk with O_DIRECT where the file system allows it (twice as
     fast here, see DirectWriter); the rest goes through the page cache with write-behind."""
     digest = digests.hasher_for_stream(client.digest, base)
-    direct = DirectWriter.open(fd) if size >= DIRECT_FROM else None
     behind = WriteBehind(fd)
+    direct: DirectWriter | None = None
     try:
         with os.fdopen(fd, "wb", buffering=0) as out:
 
@@ -168,6 +168,7 @@ def _receive_into(
                     on_progress(len(chunk))
 
             try:
+                direct = DirectWriter.open(fd) if size >= DIRECT_FROM else None
                 client.chan.recv_body(received)
             except BaseException:
                 client._drop()  # the rest of the body is still on the wire

@@ -78,7 +78,7 @@ class DirectWriter:
     """
 
     def __init__(self, fd: int, offset: int) -> None:
-        self.fd = fd
+        """Use `open()`: it sets O_DIRECT first, and falls back when anything fails."""
         self.offset = offset
         """Where the next slot goes in the file."""
         self._free: queue.Queue[mmap.mmap] = queue.Queue()
@@ -89,12 +89,22 @@ class DirectWriter:
         self._fill = 0
         self._direct = True
         self._error: OSError | None = None
+        self._caller = fd
+        self.fd = os.dup(fd)
+        """The thread's own descriptor: if the caller's is closed while slots are still
+        queued (an interrupt in `close()`), the bytes still go to this file, not to
+        whatever file reuses the number."""
         self._thread = threading.Thread(target=self._run, name="direct-writer", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            os.close(self.fd)
+            raise
 
     @classmethod
     def open(cls, fd: int) -> DirectWriter | None:
-        """A writer continuing at `fd`'s position, or None if O_DIRECT cannot be used."""
+        """A writer continuing at `fd`'s position, or None if O_DIRECT cannot be used (the
+        file system refuses it, or there is no memory or thread for the buffers)."""
         offset = os.lseek(fd, 0, os.SEEK_CUR)
         if offset % ALIGN or not hasattr(os, "O_DIRECT"):
             return None
@@ -103,36 +113,48 @@ class DirectWriter:
             fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
         except OSError:
             return None
-        return cls(fd, offset)
+        try:
+            return cls(fd, offset)
+        except (OSError, MemoryError, RuntimeError):  # RuntimeError: no thread to be had
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+            return None
 
     def _run(self) -> None:
-        while (item := self._work.get()) is not None:
-            slot, n, at = item
-            try:
-                if self._error is None:
-                    self._write_at(memoryview(slot)[:n], at)
-            except OSError as exc:
-                self._error = exc
-            finally:
-                self._free.put(slot)
+        try:
+            while (item := self._work.get()) is not None:
+                slot, n, at = item
+                try:
+                    if self._error is None:
+                        self._write_at(self.fd, memoryview(slot)[:n], at)
+                except OSError as exc:
+                    self._error = exc
+                except BaseException as exc:  # never die silently: a hole would be published
+                    self._error = OSError(errno.EIO, f"the direct writer failed: {exc!r}")
+                finally:
+                    self._free.put(slot)
+        finally:
+            os.close(self.fd)
 
-    def _write_at(self, view: memoryview, at: int) -> None:
+    def _write_at(self, fd: int, view: memoryview, at: int) -> None:
         while view:
             try:
-                n = os.pwrite(self.fd, view, at)
+                n = os.pwrite(fd, view, at)
             except OSError as exc:
                 if exc.errno != errno.EINVAL or not self._direct:
                     raise
-                self._buffered()  # the file system took the flag but not the write
+                self._buffered(fd)  # the file system took the flag but not the write
                 continue
+            if n == 0:
+                raise OSError(errno.EIO, "the file system took no bytes")
             view, at = view[n:], at + n
             if n % ALIGN and view:
-                self._buffered()  # a short, unaligned write: the rest cannot be direct
+                self._buffered(fd)  # a short, unaligned write: the rest cannot be direct
 
-    def _buffered(self) -> None:
+    def _buffered(self, fd: int) -> None:
+        """Clear O_DIRECT (on the open file, so for both descriptors)."""
         self._direct = False
-        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
-        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
 
     def write(self, chunk: memoryview) -> None:
         """Take `chunk` (copied: the caller reuses its buffer); OSError from an earlier write."""
@@ -168,12 +190,12 @@ class DirectWriter:
                 self._free.put(self._slot)
                 self._slot = None
         self._work.put(None)
-        self._thread.join()
+        self._thread.join()  # the thread closes its descriptor: from here on, the caller's
         try:
             if self._direct:
-                self._buffered()
+                self._buffered(self._caller)
             if tail and self._error is None:
-                self._write_at(memoryview(tail), self.offset)
+                self._write_at(self._caller, memoryview(tail), self.offset)
                 self.offset += len(tail)
         except OSError as exc:
             self._error = self._error or exc

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
 import hashlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -169,6 +171,45 @@ def test_a_refused_direct_write_is_retried_buffered(
     assert (tmp_path / "f").read_bytes() == data
 
 
+@pytest.mark.parametrize("most", [1 << 20, (1 << 20) + 100])
+def test_short_direct_writes_are_continued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, most: int
+) -> None:
+    """A write may take fewer bytes than asked: aligned, the rest stays direct; unaligned,
+    the rest goes through the page cache (O_DIRECT could not take it)."""
+    real = os.pwrite
+    modes: list[bool] = []
+
+    def short(fd: int, data: memoryview, offset: int) -> int:
+        modes.append(bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT))
+        return real(fd, data[:most], offset)
+
+    monkeypatch.setattr(writeback.os, "pwrite", short)
+    data = os.urandom(DIRECT_SLOT * 2 + 5)
+    fd, writer = _direct(tmp_path / "f")
+    try:
+        for chunk in _chunks(data, 3 << 20):
+            writer.write(chunk)
+        writer.close()
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == data
+    assert modes[0] and all(modes[:-1]) == (most % 4096 == 0)
+
+
+def test_a_write_that_takes_nothing_is_an_error_not_a_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writeback.os, "pwrite", lambda fd, data, offset: 0)
+    fd, writer = _direct(tmp_path / "f")
+    try:
+        writer.write(memoryview(os.urandom(DIRECT_SLOT)))
+        with pytest.raises(OSError, match="took no bytes"):
+            writer.close()
+    finally:
+        os.close(fd)
+
+
 def test_a_failed_direct_write_surfaces_and_the_thread_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -213,3 +254,81 @@ def test_a_large_download_is_written_directly_and_a_small_one_is_not(
     assert (out / "small.bin").read_bytes() == small
     if opened != [True]:
         pytest.skip(f"the file system under {out} refuses O_DIRECT")
+
+
+def test_a_writer_that_fails_unexpectedly_fails_the_download_not_silently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anything the thread meets, not only an OSError, must surface: else the slot it could
+    not write would be a hole in a file whose checksum (taken from the stream) looks fine."""
+    real = os.pwrite
+    calls: list[int] = []
+
+    def fails_second(fd: int, data: memoryview, offset: int) -> int:
+        calls.append(offset)
+        if len(calls) == 2:
+            raise MemoryError
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(writeback.os, "pwrite", fails_second)
+    fd, writer = _direct(tmp_path / "f")
+    try:
+        with pytest.raises(OSError, match="the direct writer failed: MemoryError"):
+            for chunk in _chunks(os.urandom(DIRECT_SLOT * 6), 1 << 20):
+                writer.write(chunk)
+            writer.close()
+    finally:
+        with contextlib.suppress(OSError):
+            writer.close()
+        os.close(fd)
+    assert not writer._thread.is_alive()
+
+
+@pytest.mark.parametrize("shortage", ["memory", "thread"])
+def test_no_buffers_or_no_thread_means_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shortage: str
+) -> None:
+    def no_memory(*args: object) -> None:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    if shortage == "memory":
+        monkeypatch.setattr(writeback.mmap, "mmap", no_memory)
+    else:
+        monkeypatch.setattr(writeback.threading.Thread, "start", no_thread)
+    before = len(os.listdir("/proc/self/fd"))
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        assert DirectWriter.open(fd) is None
+        assert not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT
+        assert len(os.listdir("/proc/self/fd")) == before + 1  # no descriptor left behind
+    finally:
+        os.close(fd)
+
+
+def test_an_interrupted_close_keeps_writing_to_its_own_file(tmp_path: Path) -> None:
+    """Ctrl-C in close() lets the caller close its descriptor while slots are queued; the
+    thread must not write them into whatever file takes that number next."""
+    data = os.urandom(DIRECT_SLOT * 2)
+    fd, writer = _direct(tmp_path / "f")
+    for chunk in _chunks(data, 1 << 20):
+        writer.write(chunk)
+    real_join = writer._thread.join
+
+    def interrupted(timeout: float | None = None) -> None:
+        raise KeyboardInterrupt
+
+    writer._thread.join = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        writer.close()
+    os.close(fd)
+    other = os.open(tmp_path / "unrelated", os.O_RDWR | os.O_CREAT)
+    try:
+        real_join(timeout=30)
+        assert not writer._thread.is_alive()
+    finally:
+        os.close(other)
+    assert (tmp_path / "unrelated").read_bytes() == b""
+    assert (tmp_path / "f").read_bytes() == data
