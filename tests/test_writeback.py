@@ -107,6 +107,17 @@ def _chunks(data: bytes, size: int) -> list[memoryview]:
     return [view[i : i + size] for i in range(0, len(data), size)]
 
 
+def _write_through(path: Path, data: bytes, chunk: int, offset: int = 0) -> None:
+    """Write `data` at `offset` of `path` through a DirectWriter, `chunk` bytes at a time."""
+    fd, writer = _direct(path, offset)
+    try:
+        for piece in _chunks(data, chunk):
+            writer.write(piece)
+        writer.close()
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("extra", [0, 1, 4095, 4096, 12345])
 def test_direct_writes_arrive_whole_and_in_order(tmp_path: Path, extra: int) -> None:
     data = os.urandom(2 * DIRECT_SLOT + extra)
@@ -126,12 +137,7 @@ def test_direct_writes_arrive_whole_and_in_order(tmp_path: Path, extra: int) -> 
 def test_direct_writing_continues_an_aligned_part(tmp_path: Path) -> None:
     head, rest = os.urandom(8192), os.urandom(DIRECT_SLOT + 77)
     (tmp_path / "f").write_bytes(head)
-    fd, writer = _direct(tmp_path / "f", offset=len(head))
-    try:
-        writer.write(memoryview(rest))
-        writer.close()
-    finally:
-        os.close(fd)
+    _write_through(tmp_path / "f", rest, len(rest), offset=len(head))
     assert (tmp_path / "f").read_bytes() == head + rest
 
 
@@ -160,13 +166,7 @@ def test_a_refused_direct_write_is_retried_buffered(
 
     monkeypatch.setattr(writeback.os, "pwrite", picky)
     data = os.urandom(2 * DIRECT_SLOT + 10)
-    fd, writer = _direct(tmp_path / "f")
-    try:
-        for chunk in _chunks(data, 1 << 20):
-            writer.write(chunk)
-        writer.close()
-    finally:
-        os.close(fd)
+    _write_through(tmp_path / "f", data, 1 << 20)
     assert refused == [0]  # refused once, then every write went through the page cache
     assert (tmp_path / "f").read_bytes() == data
 
@@ -186,13 +186,7 @@ def test_short_direct_writes_are_continued(
 
     monkeypatch.setattr(writeback.os, "pwrite", short)
     data = os.urandom(DIRECT_SLOT * 2 + 5)
-    fd, writer = _direct(tmp_path / "f")
-    try:
-        for chunk in _chunks(data, 3 << 20):
-            writer.write(chunk)
-        writer.close()
-    finally:
-        os.close(fd)
+    _write_through(tmp_path / "f", data, 3 << 20)
     assert (tmp_path / "f").read_bytes() == data
     assert modes[0] and all(modes[:-1]) == (most % 4096 == 0)
 
