@@ -203,49 +203,47 @@ class DirectWriter:
             raise self._error
 
 
-def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    """Linux's sync_file_range(2), which the os module lacks; None elsewhere."""
+def _libc(name: str, *argtypes: type) -> Callable[..., int] | None:
+    """A Linux libc call the os module lacks, returning an int and setting errno; None
+    elsewhere or where this libc does not have it."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        func = ctypes.CDLL(None, use_errno=True).sync_file_range
+        func = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    func.argtypes = list(argtypes)
     func.restype = ctypes.c_int
     return func  # type: ignore[no-any-return]
 
 
-_SYNC_FILE_RANGE = _load_sync_file_range()
+def _check(result: int) -> None:
+    """Raise the OSError a libc call reported by returning nonzero."""
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+_SYNC_FILE_RANGE = _libc(
+    "sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint
+)
 
 
 def start_writeback(fd: int) -> None:
     """Start writing every dirty page of `fd` to disk and return at once (0, 0: the whole
     file; pages already on their way are skipped). Where there is no such call, the final
     fsync does all the work."""
-    if _SYNC_FILE_RANGE is None:
-        return
-    if _SYNC_FILE_RANGE(fd, 0, 0, SYNC_FILE_RANGE_WRITE) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+    if _SYNC_FILE_RANGE is not None:
+        _check(_SYNC_FILE_RANGE(fd, 0, 0, SYNC_FILE_RANGE_WRITE))
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
-    """Linux's syncfs(2), which the os module lacks; None elsewhere, and before Linux 5.8,
-    whose syncfs did not report write errors."""
-    if not sys.platform.startswith("linux"):
-        return None
+def _load_syncfs() -> Callable[..., int] | None:
+    """Linux's syncfs(2); None elsewhere, and before Linux 5.8, whose syncfs did not
+    report write errors."""
     version = re.match(r"(\d+)\.(\d+)", platform.release())
     if version is None or (int(version.group(1)), int(version.group(2))) < (5, 8):
         return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        func = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_int]
-    func.restype = ctypes.c_int
-    return func  # type: ignore[no-any-return]
+    return _libc("syncfs", ctypes.c_int)
 
 
 _SYNCFS = _load_syncfs()
@@ -264,6 +262,4 @@ def syncfs(fd: int) -> None:
     another's."""
     if _SYNCFS is None:
         raise OSError(errno.ENOSYS, "syncfs is not available here")
-    if _SYNCFS(fd) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+    _check(_SYNCFS(fd))
