@@ -200,7 +200,9 @@ class Survivor:
         records = self.caplog.get_records("setup") + self.caplog.get_records("call")
         tracebacks = [r.getMessage() for r in records if r.exc_info]
         assert not tracebacks, f"the daemon logged a traceback: {tracebacks[0]}"
-        assert settles(lambda: threading.active_count() == self.threads), (
+        # The baseline may still count the session thread of the previous case's bystander,
+        # which ends on its own time: a leak shows as more threads, never as fewer.
+        assert settles(lambda: threading.active_count() <= self.threads), (
             f"{threading.active_count()} threads, {self.threads} before the case"
         )
         assert settles(lambda: not any(self.daemon.staging.iterdir())), "staging not empty"
