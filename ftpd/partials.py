@@ -26,6 +26,10 @@ MAX_SIDECAR = 4096
 """A sidecar holds a few short fields; a larger file is not one of ours."""
 DEFAULT_TTL = 24 * 3600
 """Seconds an interrupted upload is kept for resuming after its last byte arrived."""
+CLAIM_WAIT = 2.0
+"""Seconds a resume waits for a matching partial that another session still holds. A
+client that retries at once after its connection was cut is often back before the old
+session has written its last bytes and let go (`--retries` with `--retry-wait 0`)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class Partials:
         self.ttl = ttl
         self._clock = clock
         self._lock = threading.Lock()
+        self._let_go = threading.Condition(self._lock)
+        """Notified whenever a partial stops being active."""
         self._active: set[str] = set()
         self._last_purge = 0.0
         self._prefix = os.urandom(8).hex()
@@ -140,23 +146,39 @@ class Partials:
         return Partial(id_, owner, name, size, digest, md5)
 
     def claim(
-        self, owner: str | None, name: str, size: int, digest: str, md5: str | None = None
+        self,
+        owner: str | None,
+        name: str,
+        size: int,
+        digest: str,
+        md5: str | None = None,
+        wait: float = CLAIM_WAIT,
     ) -> Partial | None:
         """The resumable partial of this upload, reserved for the caller; None if there is
-        none (or another session is using it)."""
+        none, or if another session still uses it after `wait` seconds."""
         if self.ttl <= 0:
             return None
-        with self._lock:
-            with os.scandir(self.staging) as it:
-                ids = [e.name[:-5] for e in it if e.name.endswith(".json")]
-            for id_ in ids:
-                if id_ in self._active or self._expired(id_):
-                    continue
-                partial = self._read(id_)
-                if partial is not None and partial.matches(owner, name, size, digest, md5):
+        deadline = time.monotonic() + wait
+        with self._let_go:
+            while True:
+                held = False
+                with os.scandir(self.staging) as it:
+                    ids = [e.name[:-5] for e in it if e.name.endswith(".json")]
+                for id_ in ids:
+                    if self._expired(id_):
+                        continue
+                    partial = self._read(id_)
+                    if partial is None or not partial.matches(owner, name, size, digest, md5):
+                        continue
+                    if id_ in self._active:
+                        held = True
+                        continue
                     self._active.add(id_)
                     return partial
-        return None
+                left = deadline - time.monotonic()
+                if not held or left <= 0:
+                    return None
+                self._let_go.wait(left)
 
     def create(
         self, id_: str, owner: str | None, name: str, size: int, digest: str, md5: str | None
@@ -187,11 +209,13 @@ class Partials:
         """The upload's connection is gone: keep its bytes for a resume."""
         with self._lock:
             self._active.discard(id_)
+            self._let_go.notify_all()
 
     def drop(self, id_: str) -> None:
         """The upload ended (stored, or refused): forget it. Its .part is the caller's."""
         with self._lock:
             self._active.discard(id_)
+            self._let_go.notify_all()
         _remove(self._sidecar(id_))
 
     def discard(self, id_: str) -> None:

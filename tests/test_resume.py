@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from click.testing import CliRunner
 from ftpc.cli import main as ftpc_main
 from ftpc.files import resume_part
 from ftpd.auth import UserStore
+from ftpd.partials import Partials
 from ftpd.storage import Storage
 from shared.protocol import Role, encode
 from tests.conftest import (
@@ -358,3 +360,23 @@ def test_retries_resume_after_the_server_drops_the_connection(
     [done] = [e for e in events if e["event"] == "done"]
     assert done["resumed_from"] > 0 and done["sent"] < size
     assert (daemon.root / "big.bin").read_bytes() == path.read_bytes()
+
+
+def test_a_resume_waits_briefly_for_the_session_letting_go_of_the_partial(
+    tmp_path: Path,
+) -> None:
+    """The old session may still be writing its last bytes when the client is back: the
+    claim waits for it (and no longer than `wait` for a session that keeps it)."""
+    partials = Partials(str(tmp_path))
+    id_ = partials.new_id()
+    Path(partials.part(id_)).write_bytes(b"kept")
+    partials.create(id_, "alice", "f", 10, "md5", None)  # active: its session holds it
+    assert partials.claim("alice", "f", 10, "md5", wait=0.05) is None
+    letting_go = threading.Timer(0.2, partials.release, args=(id_,))
+    letting_go.start()
+    try:
+        claimed = partials.claim("alice", "f", 10, "md5", wait=30)
+    finally:
+        letting_go.join(10)
+    assert claimed is not None and claimed.id == id_
+    assert partials.claim("alice", "f", 10, "md5", wait=0.05) is None  # ours now
