@@ -26,11 +26,7 @@ from shared.errors import (
     TransportError,
 )
 from shared.names import FAIL, SKIP, split_path
-from shared.writeback import DirectWriter, WriteBehind
-
-DIRECT_FROM = 8 << 20
-"""Bodies this large are written with O_DIRECT: below it, a thread and 12 MiB of buffers
-cost more than the page cache does."""
+from shared.writeback import DIRECT_FROM, DirectWriter, WriteBehind
 
 if TYPE_CHECKING:
     from ftpc.client import Client, Progress

@@ -61,6 +61,31 @@ class _UploadSink:
             self.error = InternalError(f"cannot write the upload: {exc.strerror}")
 
 
+class _UploadLanding(_UploadSink):
+    """Receives a large body straight into the upload's writer (see Upload.begin_body);
+    after a write error, drains the rest into a scratch buffer to stay in frame."""
+
+    def __init__(self, upload: Upload) -> None:
+        super().__init__(upload)
+        self._scratch: memoryview | None = None
+
+    def space(self) -> memoryview:
+        if self.error is None:
+            try:
+                return self.upload.space()
+            except FtpError as exc:
+                self.error = exc
+            except OSError as exc:
+                self.error = InternalError(f"cannot write the upload: {exc.strerror}")
+        if self._scratch is None:
+            self._scratch = memoryview(bytearray(1 << 16))
+        return self._scratch
+
+    def filled(self, n: int) -> None:
+        if self.error is None:
+            self.upload.filled(n)
+
+
 def requested_digest(msg: Message) -> str:
     """The digest a request names, checked: this server must have it."""
     name: str = msg.get("digest", MD5)
@@ -365,7 +390,7 @@ class TransferVerbs:
                     f"'data' has {header['size']} bytes, the rest of the file is"
                     f" {upload.size - start}"
                 )
-            sink = _UploadSink(upload)
+            sink = _UploadLanding(upload) if upload.begin_body() else _UploadSink(upload)
             self.chan.recv_body(sink)
             if claimed is None:
                 trailer = self.chan.expect("done")

@@ -7,16 +7,17 @@ module does the steps.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from shared import digests
 from shared.digests import MD5
 from shared.errors import Exists, FtpError, NoSpace
 from shared.names import MAX_PATH_CHARS, OVERWRITE, RENAME, numbered
-from shared.writeback import WriteBehind
+from shared.writeback import DIRECT_FROM, DirectWriter, WriteBehind
 
 RENAME_TRIES = 1000
 """`rename` tries the name, then .1 to .999, before giving up."""
@@ -95,6 +96,45 @@ class Upload:
         """The staging file, written with os.write: a file object would cost an fstat and
         an object per upload, for nothing a small upload uses."""
         self._behind = WriteBehind(fd)
+        self._writer: DirectWriter | None = None
+        self._room: memoryview | None = None
+
+    def begin_body(self) -> bool:
+        """Just before the body arrives: True if it goes to a DirectWriter, which is then
+        fed with `space` and `filled` (the bytes land in its buffers).
+
+        Only a large body checked with a slow digest does: hashing then holds the
+        session's core, and the copy into fresh page-cache pages was most of the rest
+        (measured: 1 GiB md5 uploads 269-296 -> 304-323 MB/s, alternating). With a fast
+        digest the disk is nearer the limit, and writeback through the page cache kept
+        it busier than one direct writer did (xxh3-128: 925-948 MB/s buffered, 809-849
+        direct); a thread writing through the page cache was slower still (423-848).
+        """
+        if self.digest not in digests.SLOW or self.size - self.received < DIRECT_FROM:
+            return False
+        self._writer = DirectWriter.open(self.fd)
+        return self._writer is not None
+
+    def space(self) -> memoryview:
+        """Where the next body bytes go (after `begin_body` said True)."""
+        assert self._writer is not None
+        try:
+            self._room = self._writer.space()
+        except OSError as exc:
+            _disk_error(exc)
+        return self._room
+
+    def filled(self, n: int) -> None:
+        """`n` body bytes were put at the start of the last `space()`."""
+        assert self._writer is not None and self._room is not None
+        if self.received + n > self.size:
+            raise ValueError("more bytes than announced")
+        self._hash.update(self._room[:n])
+        self._sum = None
+        self._room = None
+        self._writer.filled(n)
+        self.received += n
+        self.storage.space.wrote(n)
 
     def write(self, chunk: memoryview) -> None:
         if self.received + len(chunk) > self.size:
@@ -102,6 +142,11 @@ class Upload:
         self._hash.update(chunk)
         self._sum = None
         try:
+            if self._writer is not None:
+                self._writer.write(chunk)
+                self.received += len(chunk)
+                self.storage.space.wrote(len(chunk))
+                return
             while chunk:
                 n = os.write(self.fd, chunk)
                 chunk = chunk[n:]
@@ -109,9 +154,7 @@ class Upload:
                 self._behind.wrote(n)
                 self.storage.space.wrote(n)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise NoSpace("the server ran out of disk space") from exc
-            raise
+            _disk_error(exc)
 
     @property
     def checksum(self) -> str:
@@ -128,6 +171,7 @@ class Upload:
 
     def restart(self) -> None:
         """The client's copy differs from the bytes kept: start again from the first byte."""
+        self._end_writer()
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
         self.storage.space.wrote(-self.received)
@@ -156,18 +200,29 @@ class Upload:
     def _sync(self, already: bool = False) -> os.stat_result:
         """Make the bytes durable (`already`: a syncfs did); the file is closed either way."""
         try:
+            if self._writer is not None:
+                self._writer, writer = None, self._writer
+                writer.close()
+                already = False  # a syncfs before close() did not see the last slots
             if not already:
                 self._behind.finish()
             return os.fstat(self.fd)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise NoSpace("the server ran out of disk space") from exc
-            raise
+            _disk_error(exc)
         finally:
             self._close()
 
+    def _end_writer(self) -> None:
+        """Stop the background writer, keeping what it was given (a kept upload stays a
+        prefix); its errors no longer matter: the upload is dropped or kept, not published."""
+        if self._writer is not None:
+            self._writer, writer = None, self._writer
+            with contextlib.suppress(OSError):
+                writer.close()
+
     def _close(self) -> None:
         """Close the staging file once, whichever way the upload ends."""
+        self._end_writer()
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             os.close(fd)
@@ -225,6 +280,14 @@ class Upload:
         _unlink(self.path)
         if self.resumable:
             self.storage.partials.drop(self.id)
+
+
+def _disk_error(exc: OSError) -> NoReturn:
+    """Raise a full disk or quota as NoSpace, the client's to hear of; anything else stays
+    an OSError (reported as an internal error)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise NoSpace("the server ran out of disk space") from exc
+    raise exc
 
 
 def _unlink(path: str) -> None:

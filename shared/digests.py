@@ -126,10 +126,15 @@ class BackgroundHasher:
             self._thread.join()
 
 
+SLOW = frozenset({MD5})
+"""Digests slower than the disk and the loopback: with one of these, hashing is what a
+transfer waits for, and every other cycle taken from the hashing thread shows."""
+
+
 def hasher_for_stream(name: str, base: Hasher | None = None) -> Hasher:
     """md5 is slow enough to deserve its own thread; faster digests are not worth the copy.
     `base` continues a hash already fed with a resumed transfer's first bytes."""
-    if name == MD5:
+    if name in SLOW:
         return BackgroundHasher(name, base=base)
     return base if base is not None else new(name)
 

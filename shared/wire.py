@@ -12,7 +12,7 @@ import struct
 import termios
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from shared.errors import LocalFileError, LocalProtocolError, RemoteProtocolError, TransportError
 from shared.protocol import (
@@ -44,6 +44,18 @@ is out, and a TCP socket that says it is writable has room for at least a third 
 buffer, which Linux starts at tens of KiB."""
 
 Sink = Callable[[memoryview], None]
+
+
+@runtime_checkable
+class Landing(Protocol):
+    """Takes a body in buffers of its own: the bytes are received straight into them,
+    which saves a copy per byte where the buffer is the one written to disk."""
+
+    def space(self) -> memoryview:
+        """Where the next bytes go (never empty)."""
+
+    def filled(self, n: int) -> None:
+        """`n` bytes were put at the start of the last `space()`."""
 
 
 class Channel:
@@ -159,7 +171,7 @@ class Channel:
         with self._link():
             return self._recv_message()
 
-    def recv_body(self, sink: Sink) -> int:
+    def recv_body(self, sink: Sink | Landing) -> int:
         """Stream the body that follows the last header into `sink`; return its size."""
         with self._link():
             return self._recv_body(sink)
@@ -377,24 +389,30 @@ class Channel:
                 with contextlib.suppress(OSError):
                     self.sock.settimeout(idle)
 
-    def _recv_body(self, sink: Sink) -> int:
+    def _recv_body(self, sink: Sink | Landing) -> int:
         """Stream the body that follows the last header into `sink`; return its size.
 
-        Buffered bytes come from the decoder; the rest is read straight into a
-        reused buffer, so large bodies are never framed or copied twice.
+        Buffered bytes come from the decoder; the rest is read straight into a reused
+        buffer (a Landing's own, or the channel's for a plain sink), so large bodies are
+        never framed or copied twice.
         """
         total = 0
+        landing = (
+            sink
+            if isinstance(sink, Landing)
+            else _Forward(self._body_buffer(self.decoder.body_remaining), sink)
+        )
         with self._body_pace() as guard:
             while True:
                 event = self.decoder.next_event()
                 if isinstance(event, Data):
-                    sink(memoryview(event.data))
+                    _land(landing, memoryview(event.data))
                     total += len(event.data)
                     self._pace(len(event.data))
                 elif isinstance(event, EndOfBody):
                     return total
                 elif event is NEED_DATA:
-                    buf = self._body_buffer(self.decoder.body_remaining)
+                    buf = landing.space()
                     want = self._piece(min(len(buf), self.decoder.body_remaining))
                     try:
                         n = self.sock.recv_into(buf, want)
@@ -405,7 +423,7 @@ class Channel:
                     if n == 0:
                         raise TransportError("connection closed in the middle of a body")
                     self.decoder.consume_body(n)
-                    sink(buf[:n])
+                    landing.filled(n)
                     total += n
                     if guard is not None:
                         guard.update(n)
@@ -424,6 +442,30 @@ class Channel:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+class _Forward:
+    """The Landing for a plain sink: the channel's reused buffer, handed on as it fills."""
+
+    def __init__(self, buf: memoryview, sink: Sink) -> None:
+        self.buf = buf
+        self.sink = sink
+
+    def space(self) -> memoryview:
+        return self.buf
+
+    def filled(self, n: int) -> None:
+        self.sink(self.buf[:n])
+
+
+def _land(landing: Landing, data: memoryview) -> None:
+    """Copy bytes the decoder already held into a Landing's buffers."""
+    while data:
+        room = landing.space()
+        n = min(len(room), len(data))
+        room[:n] = data[:n]
+        landing.filled(n)
+        data = data[n:]
 
 
 def unsent_bytes(sock: socket.socket) -> int:

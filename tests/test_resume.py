@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -26,7 +27,9 @@ from ftpc.files import resume_part
 from ftpd.auth import UserStore
 from ftpd.partials import Partials
 from ftpd.storage import Storage
+from ftpd.upload import Upload
 from shared.protocol import Role, encode
+from shared.writeback import DIRECT_FROM
 from tests.conftest import (
     ACCOUNTS,
     TEST_ITERATIONS,
@@ -76,6 +79,22 @@ def test_an_interrupted_upload_resumes_from_the_bytes_kept(daemon: Daemon, tmp_p
     assert result.md5 == hashlib.md5(path.read_bytes()).hexdigest()
     assert (daemon.root / "big.bin").read_bytes() == path.read_bytes()
     assert _partials(daemon) == [] and list(daemon.staging.glob("*.json")) == []
+
+
+@pytest.mark.parametrize("cut", [DIRECT_FROM // 2, DIRECT_FROM // 2 + 12345])
+def test_a_large_upload_keeps_exactly_the_bytes_that_arrived(
+    daemon: Daemon, tmp_path: Path, cut: int
+) -> None:
+    """A large md5 upload is written by a DirectWriter in aligned slots: what is kept when
+    the client hangs up is still the exact prefix, an unaligned tail included."""
+    path = _file(tmp_path, size=DIRECT_FROM + (1 << 20))
+    _interrupt_upload(daemon, path, "big.bin", cut)
+    [part] = _partials(daemon)
+    assert part.read_bytes() == path.read_bytes()[:cut]
+    with daemon.client() as c:
+        result = c.put(path, resume=True)
+    assert result.resumed_from == cut
+    assert (daemon.root / "big.bin").read_bytes() == path.read_bytes()
 
 
 def test_a_changed_file_starts_over_and_is_never_spliced(daemon: Daemon, tmp_path: Path) -> None:
@@ -337,17 +356,21 @@ def test_retries_resume_after_the_server_drops_the_connection(
     def begin(self: Storage, *args: object, **kw: object):  # type: ignore[no-untyped-def]
         upload = original(self, *args, **kw)  # type: ignore[arg-type]
         if not cut["done"]:
-            write = upload.write
-
-            def write_then_drop(chunk: memoryview) -> None:
-                write(chunk)
-                if upload.received >= 1 << 20 and not cut["done"]:
-                    cut["done"] = True
-                    for session in list(daemon.server._sessions):
-                        session.abort()
-
-            upload.write = write_then_drop  # type: ignore[method-assign]
+            # A large body lands in the upload's direct writer (`filled`), a small one is
+            # copied (`write`): cut after either.
+            for name in ("write", "filled"):
+                setattr(upload, name, then_drop(upload, getattr(upload, name)))
         return upload
+
+    def then_drop(upload: Upload, take: Callable[[Any], None]) -> Callable[[Any], None]:
+        def take_then_drop(arg: Any) -> None:
+            take(arg)
+            if upload.received >= 1 << 20 and not cut["done"]:
+                cut["done"] = True
+                for session in list(daemon.server._sessions):
+                    session.abort()
+
+        return take_then_drop
 
     monkeypatch.setattr(Storage, "begin_upload", begin)
     env = _ftpc_env(daemon.host, daemon.port, tmp_path)

@@ -8,6 +8,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -16,8 +17,13 @@ import pytest
 
 from ftpc import download
 from ftpc.client import Client
-from shared import writeback
+from ftpd import upload
+from shared import digests, writeback
+from shared.errors import NoSpace
+from shared.protocol import Role, encode
+from shared.wire import Channel
 from shared.writeback import (
+    DIRECT_FROM,
     DIRECT_SLOT,
     DIRECT_SLOTS,
     DirectWriter,
@@ -171,7 +177,7 @@ def test_a_refused_direct_write_is_retried_buffered(
     assert (tmp_path / "f").read_bytes() == data
 
 
-@pytest.mark.parametrize("most", [1 << 20, (1 << 20) + 100])
+@pytest.mark.parametrize("most", [DIRECT_SLOT // 4, DIRECT_SLOT // 4 + 100])
 def test_short_direct_writes_are_continued(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, most: int
 ) -> None:
@@ -237,7 +243,7 @@ def test_a_large_download_is_written_directly_and_a_small_one_is_not(
         return writer
 
     monkeypatch.setattr(download.DirectWriter, "open", spy)
-    big, small = os.urandom(download.DIRECT_FROM + 4097), os.urandom(5000)
+    big, small = os.urandom(DIRECT_FROM + 4097), os.urandom(5000)
     (daemon.root / "big.bin").write_bytes(big)
     (daemon.root / "small.bin").write_bytes(small)
     out = tmp_path / "out"
@@ -326,3 +332,131 @@ def test_an_interrupted_close_keeps_writing_to_its_own_file(tmp_path: Path) -> N
         os.close(other)
     assert (tmp_path / "unrelated").read_bytes() == b""
     assert (tmp_path / "f").read_bytes() == data
+
+
+def test_bytes_received_into_the_slots_are_written_as_they_landed(tmp_path: Path) -> None:
+    """`space`/`filled` in pieces of every size, slot ends crossed and an unaligned tail."""
+    data = os.urandom(DIRECT_SLOT * 2 + 777)
+    fd, writer = _direct(tmp_path / "f")
+    try:
+        at, step = 0, 1
+        while at < len(data):
+            room = writer.space()
+            n = min(len(room), step, len(data) - at)
+            room[:n] = data[at : at + n]
+            writer.filled(n)
+            at, step = at + n, step * 3 + 1
+        writer.close()
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == data
+
+
+class _Recorder:
+    """A Landing that hands out 1000-byte buffers and keeps what lands in them."""
+
+    def __init__(self) -> None:
+        self.got = bytearray()
+        self.calls = 0
+        self._buf = memoryview(bytearray(1000))
+
+    def space(self) -> memoryview:
+        return self._buf
+
+    def filled(self, n: int) -> None:
+        self.calls += 1
+        self.got += self._buf[:n]
+
+
+def test_a_body_lands_in_the_receivers_own_buffers() -> None:
+    """The bytes read with the header (held by the decoder) and the rest read from the
+    socket both arrive, in order, through `space` and `filled`."""
+    body = os.urandom(50_000)
+    a, b = socket.socketpair()
+    with a, b:
+        a.settimeout(10)
+        b.settimeout(10)
+        a.sendall(encode("data", Role.CLIENT, size=len(body)) + body[:3000])
+        receiver = Channel(b, Role.SERVER)
+        assert receiver.recv_message().type == "data"
+        assert receiver.decoder.buffered > 0  # some of the body came with the header
+        sender = threading.Thread(target=a.sendall, args=(body[3000:],))
+        sender.start()
+        landing = _Recorder()
+        assert receiver.recv_body(landing) == len(body)
+        sender.join(10)
+    assert bytes(landing.got) == body
+    assert landing.calls >= len(body) // 1000
+
+
+def _spy_direct(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Record each DirectWriter the server opens (True) or could not (False), and fail
+    if one is fed by copying instead of receiving into its slots."""
+    opened: list[bool] = []
+    real_open = DirectWriter.open
+
+    def spy(fd: int) -> DirectWriter | None:
+        writer = real_open(fd)
+        opened.append(writer is not None)
+        return writer
+
+    def copied(self: DirectWriter, chunk: memoryview) -> None:
+        raise AssertionError("a received body was copied into the writer")
+
+    monkeypatch.setattr(upload.DirectWriter, "open", spy)
+    monkeypatch.setattr(upload.DirectWriter, "write", copied)
+    return opened
+
+
+def test_a_large_md5_upload_is_received_into_a_direct_writer(
+    daemon: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only large bodies checked with a slow digest: md5 above DIRECT_FROM, not a small
+    file, not a fast digest (the page cache serves those better, see Upload.begin_body)."""
+    opened = _spy_direct(monkeypatch)
+    big, small = os.urandom(DIRECT_FROM + 4097), os.urandom(5000)
+    (tmp_path / "big").write_bytes(big)
+    (tmp_path / "small").write_bytes(small)
+    with daemon.client() as c:
+        assert c.put(tmp_path / "big").md5 == hashlib.md5(big).hexdigest()
+        c.put(tmp_path / "small")
+    if opened == [False]:
+        pytest.skip(f"the file system under {daemon.root} refuses O_DIRECT")
+    assert (daemon.root / "big").read_bytes() == big
+    assert (daemon.root / "small").read_bytes() == small
+    if "xxh3-128" in digests.available():
+        with daemon.client(digest="xxh3-128") as c:
+            c.put(tmp_path / "big", name="fast")
+        assert opened == [True]
+        assert (daemon.root / "fast").read_bytes() == big
+    assert list(daemon.staging.iterdir()) == []
+
+
+def test_a_direct_upload_the_disk_refuses_stores_nothing_and_the_session_goes_on(
+    daemon: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC in the writer thread reaches the client as no-space; the rest of the body is
+    drained, so the same session uploads the next file."""
+    opened = _spy_direct(monkeypatch)
+    real = os.pwrite
+    full = [True]
+
+    def no_room(fd: int, data: memoryview, offset: int) -> int:
+        if full[0] and offset >= DIRECT_SLOT:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(writeback.os, "pwrite", no_room)
+    big = os.urandom(DIRECT_FROM * 2)
+    (tmp_path / "big").write_bytes(big)
+    (tmp_path / "next").write_bytes(b"next file")
+    with daemon.client() as c:
+        with pytest.raises(NoSpace, match="ran out of disk space"):
+            c.put(tmp_path / "big")
+        if opened == [False]:
+            pytest.skip(f"the file system under {daemon.root} refuses O_DIRECT")
+        full[0] = False
+        c.put(tmp_path / "next")
+        assert [e.name for e in c.list()] == ["next"]
+    assert not (daemon.root / "big").exists()
+    assert list(daemon.staging.iterdir()) == []
