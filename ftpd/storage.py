@@ -25,6 +25,7 @@ import fcntl
 import os
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 from ftpd.catalog import Md5Cache
@@ -71,6 +72,10 @@ Found = os.stat_result | None | _Unknown
 
 GROUP_SYNC = 4
 """From this many files on, a group commit flushes the disk once (syncfs), not file by file."""
+DIRECT_WRITERS = 8
+"""At most this many uploads at once are written with O_DIRECT; the others go through the
+page cache. Eight keep the disk busy (one is enough for a 1 GiB upload) for 8 threads and
+32 MiB of buffers, whatever --max-connections allows."""
 
 
 class RootInUse(FtpError):
@@ -112,6 +117,9 @@ class Storage:
         self.cache = Md5Cache(meta / "md5.sqlite3")
         self.tree = Tree(self._root)
         self.space = Reservations()
+        self.direct_writers = threading.BoundedSemaphore(DIRECT_WRITERS)
+        """Places for uploads written with O_DIRECT (Upload.begin_body): each holds a thread
+        and 4 MiB of buffers, so their number is bounded whatever the connection limit."""
 
     def _purge_staging(self) -> int:
         """Remove uploads a crash left behind (they were never published), except those

@@ -32,7 +32,7 @@ from shared.errors import (
 from shared.listing import encode_listing
 from shared.names import FAIL, OVERWRITE, SKIP, check_path
 from shared.protocol import Message
-from shared.wire import Channel
+from shared.wire import Channel, Landing
 
 if TYPE_CHECKING:
     from ftpd.auth import Account
@@ -61,7 +61,7 @@ class _UploadSink:
             self.error = InternalError(f"cannot write the upload: {exc.strerror}")
 
 
-class _UploadLanding(_UploadSink):
+class _UploadLanding(_UploadSink, Landing):
     """Receives a large body straight into the upload's writer (see Upload.begin_body);
     after a write error, drains the rest into a scratch buffer to stay in frame."""
 

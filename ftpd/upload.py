@@ -7,7 +7,6 @@ module does the steps.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -54,6 +53,9 @@ class Upload:
         self.owner = owner
         self._reserved = True
         self.received = 0
+        self.on_disk = 0
+        """Bytes in the file, which the free space the kernel reports already counts (see
+        Reservations.wrote); behind `received` while a DirectWriter holds some."""
         self.digest = digest
         self._hash = digests.new(digest)
         self._sum: str | None = None
@@ -79,7 +81,7 @@ class Upload:
                 os.close(fd)
                 raise
             self.prefix = self._hash.hexdigest()
-            self.received = self.offset
+            self.received = self.on_disk = self.offset
             storage.space.wrote(self.offset)
         else:
             self.id = partials.new_id()
@@ -112,8 +114,17 @@ class Upload:
         """
         if self.digest not in digests.SLOW or self.size - self.received < DIRECT_FROM:
             return False
-        self._writer = DirectWriter.open(self.fd)
+        if not self.storage.direct_writers.acquire(blocking=False):
+            return False  # the server's writers are all busy: the page cache it is
+        self._writer = DirectWriter.open(self.fd, self._wrote)
+        if self._writer is None:
+            self.storage.direct_writers.release()
         return self._writer is not None
+
+    def _wrote(self, n: int) -> None:
+        """`n` bytes reached the file (told by the DirectWriter's thread)."""
+        self.on_disk += n
+        self.storage.space.wrote(n)
 
     def space(self) -> memoryview:
         """Where the next body bytes go (after `begin_body` said True)."""
@@ -134,7 +145,6 @@ class Upload:
         self._room = None
         self._writer.filled(n)
         self.received += n
-        self.storage.space.wrote(n)
 
     def write(self, chunk: memoryview) -> None:
         if self.received + len(chunk) > self.size:
@@ -145,14 +155,13 @@ class Upload:
             if self._writer is not None:
                 self._writer.write(chunk)
                 self.received += len(chunk)
-                self.storage.space.wrote(len(chunk))
                 return
             while chunk:
                 n = os.write(self.fd, chunk)
                 chunk = chunk[n:]
                 self.received += n
                 self._behind.wrote(n)
-                self.storage.space.wrote(n)
+                self._wrote(n)
         except OSError as exc:
             _disk_error(exc)
 
@@ -167,17 +176,17 @@ class Upload:
     def _unreserve(self) -> None:
         if self._reserved:
             self._reserved = False
-            self.storage.space.release(self.size - self.received, self.size, self.owner)
+            self.storage.space.release(self.size - self.on_disk, self.size, self.owner)
 
     def restart(self) -> None:
         """The client's copy differs from the bytes kept: start again from the first byte."""
         self._end_writer()
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
-        self.storage.space.wrote(-self.received)
+        self.storage.space.wrote(-self.on_disk)
         self._hash = digests.new(self.digest)
         self._sum = None
-        self.received = self.offset = 0
+        self.received = self.on_disk = self.offset = 0
         self.prefix = ""
 
     def suspend(self) -> None:
@@ -186,8 +195,8 @@ class Upload:
         if not self.resumable:
             self.abort()
             return
+        self._close()  # first: the writer may still put bytes in the file
         self._unreserve()
-        self._close()
         self.storage.partials.release(self.id)
 
     def commit(self) -> Entry:
@@ -201,8 +210,7 @@ class Upload:
         """Make the bytes durable (`already`: a syncfs did); the file is closed either way."""
         try:
             if self._writer is not None:
-                self._writer, writer = None, self._writer
-                writer.close()
+                self._end_writer(keep_error=True)
                 already = False  # a syncfs before close() did not see the last slots
             if not already:
                 self._behind.finish()
@@ -212,13 +220,21 @@ class Upload:
         finally:
             self._close()
 
-    def _end_writer(self) -> None:
-        """Stop the background writer, keeping what it was given (a kept upload stays a
-        prefix); its errors no longer matter: the upload is dropped or kept, not published."""
-        if self._writer is not None:
-            self._writer, writer = None, self._writer
-            with contextlib.suppress(OSError):
-                writer.close()
+    def _end_writer(self, keep_error: bool = False) -> None:
+        """Stop the DirectWriter, which writes what it was given first (a kept upload stays
+        a prefix), and give its place back. Its error is raised with `keep_error`, for an
+        upload about to be published; otherwise it is dropped or kept, and it no longer
+        matters."""
+        if self._writer is None:
+            return
+        self._writer, writer = None, self._writer
+        try:
+            writer.close()
+        except OSError:
+            if keep_error:
+                raise
+        finally:
+            self.storage.direct_writers.release()
 
     def _close(self) -> None:
         """Close the staging file once, whichever way the upload ends."""
@@ -275,8 +291,8 @@ class Upload:
 
     def abort(self) -> None:
         """Drop the staging file; the published version, if any, is untouched."""
+        self._close()  # first: the writer may still put bytes in the file
         self._unreserve()
-        self._close()
         _unlink(self.path)
         if self.resumable:
             self.storage.partials.drop(self.id)

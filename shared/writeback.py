@@ -84,10 +84,15 @@ class DirectWriter:
     refuses later (EINVAL) is retried buffered, and so is the unaligned tail.
     """
 
-    def __init__(self, fd: int, offset: int) -> None:
+    def __init__(
+        self, fd: int, offset: int, on_written: Callable[[int], None] | None = None
+    ) -> None:
         """Use `open()`: it sets O_DIRECT first, and falls back when anything fails."""
         self.offset = offset
         """Where the next slot goes in the file."""
+        self._on_written = on_written
+        """Told how many bytes each write put in the file, from the writer's thread (and
+        from `close()` for the tail): bytes merely handed over are not on the disk yet."""
         self._free: queue.Queue[mmap.mmap] = queue.Queue()
         for _ in range(DIRECT_SLOTS):
             self._free.put(mmap.mmap(-1, DIRECT_SLOT))
@@ -109,7 +114,7 @@ class DirectWriter:
             raise
 
     @classmethod
-    def open(cls, fd: int) -> DirectWriter | None:
+    def open(cls, fd: int, on_written: Callable[[int], None] | None = None) -> DirectWriter | None:
         """A writer continuing at `fd`'s position, or None if O_DIRECT cannot be used (the
         file system refuses it, or there is no memory or thread for the buffers)."""
         offset = os.lseek(fd, 0, os.SEEK_CUR)
@@ -121,7 +126,7 @@ class DirectWriter:
         except OSError:
             return None
         try:
-            return cls(fd, offset)
+            return cls(fd, offset, on_written)
         except (OSError, MemoryError, RuntimeError):  # RuntimeError: no thread to be had
             fcntl.fcntl(fd, fcntl.F_SETFL, flags)
             return None
@@ -133,6 +138,8 @@ class DirectWriter:
                 try:
                     if self._error is None:
                         self._write_at(self.fd, memoryview(slot)[:n], at)
+                        if self._on_written is not None:
+                            self._on_written(n)
                 except OSError as exc:
                     self._error = exc
                 except BaseException as exc:  # never die silently: a hole would be published
@@ -214,6 +221,8 @@ class DirectWriter:
             if tail and self._error is None:
                 self._write_at(self._caller, memoryview(tail), self.offset)
                 self.offset += len(tail)
+                if self._on_written is not None:
+                    self._on_written(len(tail))
         except OSError as exc:
             self._error = self._error or exc
         if self._error is not None:

@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,11 @@ import pytest
 from ftpc import download
 from ftpc.client import Client
 from ftpd import upload
+from ftpd.storage import DIRECT_WRITERS, Storage, Upload
 from shared import digests, writeback
 from shared.errors import NoSpace
 from shared.protocol import Role, encode
-from shared.wire import Channel
+from shared.wire import Channel, Landing
 from shared.writeback import (
     DIRECT_FROM,
     DIRECT_SLOT,
@@ -352,7 +354,7 @@ def test_bytes_received_into_the_slots_are_written_as_they_landed(tmp_path: Path
     assert (tmp_path / "f").read_bytes() == data
 
 
-class _Recorder:
+class _Recorder(Landing):
     """A Landing that hands out 1000-byte buffers and keeps what lands in them."""
 
     def __init__(self) -> None:
@@ -395,8 +397,8 @@ def _spy_direct(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     opened: list[bool] = []
     real_open = DirectWriter.open
 
-    def spy(fd: int) -> DirectWriter | None:
-        writer = real_open(fd)
+    def spy(fd: int, on_written: Callable[[int], None] | None = None) -> DirectWriter | None:
+        writer = real_open(fd, on_written)
         opened.append(writer is not None)
         return writer
 
@@ -460,3 +462,72 @@ def test_a_direct_upload_the_disk_refuses_stores_nothing_and_the_session_goes_on
         assert [e.name for e in c.list()] == ["next"]
     assert not (daemon.root / "big").exists()
     assert list(daemon.staging.iterdir()) == []
+
+
+def _land(up: Upload, data: bytes) -> None:
+    """Feed `data` to a large upload the way the channel does: into its writer's slots."""
+    view = memoryview(data)
+    while view:
+        room = up.space()
+        n = min(len(room), len(view))
+        room[:n] = view[:n]
+        up.filled(n)
+        view = view[n:]
+
+
+def _direct_upload(storage: Storage, name: str, size: int, resumable: bool = False) -> Upload:
+    up = storage.begin_upload(name, size, "overwrite", resumable=resumable)
+    if not up.begin_body():
+        up.abort()
+        pytest.skip(f"the file system under {storage.root} refuses O_DIRECT")
+    return up
+
+
+def test_bytes_still_in_a_slot_stay_reserved_until_they_are_written(tmp_path: Path) -> None:
+    """The free space the kernel reports does not count bytes waiting in our buffers, so a
+    paused upload must keep them reserved, or other uploads are promised its room."""
+    storage = Storage(tmp_path / "root")
+    try:
+        size = DIRECT_FROM * 2
+        data = os.urandom(size)
+        up = _direct_upload(storage, "a", size)
+        _land(up, data[: DIRECT_SLOT - 1])  # less than a slot: nothing written yet
+        assert storage.space.unwritten == size
+        _land(up, data[DIRECT_SLOT - 1 :])
+        entry = up.commit()
+        assert entry.size == size and (storage.root / "a").read_bytes() == data
+        assert storage.space.unwritten == 0
+        up = _direct_upload(storage, "dropped", size)
+        _land(up, data[: 3 * DIRECT_SLOT + 5])
+        up.abort()
+        assert storage.space.unwritten == 0
+        up = _direct_upload(storage, "kept", size, resumable=True)
+        _land(up, data[: 3 * DIRECT_SLOT + 5])
+        up.suspend()
+        assert storage.space.unwritten == 0
+        [part] = (storage.root / ".ftpd" / "staging").glob("*.part")
+        assert part.read_bytes() == data[: 3 * DIRECT_SLOT + 5]
+    finally:
+        storage.close()
+
+
+def test_only_a_few_uploads_at_once_get_a_direct_writer(tmp_path: Path) -> None:
+    """Each holds a thread and 4 MiB: the rest go through the page cache, whatever the
+    connection limit, and a place freed is taken by the next upload."""
+    storage = Storage(tmp_path / "root")
+    ups = [storage.begin_upload(f"f{i}", DIRECT_FROM, "fail") for i in range(DIRECT_WRITERS + 1)]
+    try:
+        direct = [up.begin_body() for up in ups]
+        if not any(direct):
+            pytest.skip(f"the file system under {storage.root} refuses O_DIRECT")
+        assert direct == [True] * DIRECT_WRITERS + [False]
+        ups[0].abort()
+        late = storage.begin_upload("late", DIRECT_FROM, "fail")
+        ups.append(late)
+        assert late.begin_body()
+    finally:
+        for up in ups:
+            up.abort()
+        storage.close()
+    assert storage.space.unwritten == 0
+    assert not [t for t in threading.enumerate() if t.name == "direct-writer"]
