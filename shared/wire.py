@@ -61,6 +61,16 @@ class Landing:
         """`n` bytes were put at the start of the last `space()`."""
         raise NotImplementedError
 
+    def write(self, data: memoryview) -> None:
+        """Copy `data` in, for bytes that are in some other buffer already (those the
+        decoder read with the header, or a caller's that it reuses)."""
+        while data:
+            room = self.space()
+            n = min(len(room), len(data))
+            room[:n] = data[:n]
+            self.filled(n)
+            data = data[n:]
+
 
 class Channel:
     """One end of a connection: `role` is who we are.
@@ -410,7 +420,7 @@ class Channel:
             while True:
                 event = self.decoder.next_event()
                 if isinstance(event, Data):
-                    _land(landing, memoryview(event.data))
+                    landing.write(memoryview(event.data))
                     total += len(event.data)
                     self._pace(len(event.data))
                 elif isinstance(event, EndOfBody):
@@ -460,16 +470,6 @@ class _Forward(Landing):
 
     def filled(self, n: int) -> None:
         self.sink(self.buf[:n])
-
-
-def _land(landing: Landing, data: memoryview) -> None:
-    """Copy bytes the decoder already held into a Landing's buffers."""
-    while data:
-        room = landing.space()
-        n = min(len(room), len(data))
-        room[:n] = data[:n]
-        landing.filled(n)
-        data = data[n:]
 
 
 def unsent_bytes(sock: socket.socket) -> int:

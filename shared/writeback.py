@@ -32,6 +32,8 @@ import sys
 import threading
 from collections.abc import Callable
 
+from shared.wire import Landing
+
 EVERY = 8 << 20
 SYNC_FILE_RANGE_WRITE = 2
 
@@ -68,7 +70,7 @@ DIRECT_SLOTS = 4
 a time kept this disk as busy as 4 MiB ones did (1,217-1,339 MB/s either way)."""
 
 
-class DirectWriter:
+class DirectWriter(Landing):
     """Writes a file with O_DIRECT from a few reused, aligned buffers, in a second thread.
 
     A buffered write copies every byte into a page-cache page that must first be found
@@ -76,7 +78,8 @@ class DirectWriter:
     xxh3-128 download's CPU in that copy (1.3-1.8 s of the client's system time). With
     O_DIRECT the disk reads our buffers itself, and the thread lets it do so while the
     next bytes arrive; the bytes are not left in the page cache. Bytes can be received
-    straight into the buffers (`space`, `filled`), so the receiving thread copies nothing.
+    straight into the buffers (it is a Landing), so the receiving thread copies nothing;
+    `write` copies bytes in from elsewhere, and raises the OSError of an earlier write.
     They are written in order, so the file is always a prefix of the stream (a resumable
     part stays resumable).
 
@@ -184,15 +187,6 @@ class DirectWriter:
         self._fill += n
         if self._fill == DIRECT_SLOT:
             self._submit(DIRECT_SLOT)
-
-    def write(self, chunk: memoryview) -> None:
-        """Take `chunk` (copied: the caller reuses its buffer); OSError from an earlier write."""
-        while chunk:
-            room = self.space()
-            n = min(len(chunk), len(room))
-            room[:n] = chunk[:n]
-            self.filled(n)
-            chunk = chunk[n:]
 
     def _submit(self, n: int) -> None:
         assert self._slot is not None
