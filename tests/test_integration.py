@@ -406,17 +406,27 @@ def test_symlink_planted_in_root_is_not_served(
         client.put(make(tmp_path, "folder", b"mine"), overwrite=True)
 
 
-def test_a_listing_of_100000_files(daemon: Daemon) -> None:
+def test_a_listing_of_100000_files(tmp_path: Path, users: object) -> None:
     """The listing travels as a body, far past what one header could hold."""
-    for i in range(100_000):
-        os.close(os.open(daemon.root / f"f{i:06d}", os.O_CREAT | os.O_WRONLY, 0o644))
-    # The first listing hashes 100,000 files dropped in by hand: allow it time on a busy CI box.
-    with Client(daemon.host, daemon.port, "alice", "alice-password", timeout=120) as client:
-        entries = client.list()
-        assert len(entries) == 100_000
-        assert entries[0].name == "f000000" and entries[-1].index == 100_000
-        assert entries[-1].md5 == md5(b"")
-        assert client.resolve(["100000"]) == ["f099999"]
+    from ftpd.limits import Limits
+    from tests.conftest import start_daemon, stop_daemon
+
+    # The first listing hashes 100,000 files dropped in by hand, and the client then reads
+    # 100,000 entries before its next request: allow both time on a busy CI box (the usual
+    # 10 s idle limit dropped the session once, in a run that took twice its usual time).
+    server, thread = start_daemon(tmp_path / "root", users, limits=Limits(idle_timeout=120))  # type: ignore[arg-type]
+    try:
+        for i in range(100_000):
+            os.close(os.open(server.storage.root / f"f{i:06d}", os.O_CREAT | os.O_WRONLY, 0o644))
+        host, port = server.address
+        with Client(host, port, "alice", "alice-password", timeout=120) as client:
+            entries = client.list()
+            assert len(entries) == 100_000
+            assert entries[0].name == "f000000" and entries[-1].index == 100_000
+            assert entries[-1].md5 == md5(b"")
+            assert client.resolve(["100000"]) == ["f099999"]
+    finally:
+        stop_daemon(server, thread)
 
 
 def test_too_large_is_refused_before_any_byte(tmp_path: Path, users: object) -> None:
