@@ -100,33 +100,49 @@ class CpuWatch:
 
     Busy time from /proc/stat, less the CPU time of the bench and its (reaped) children.
     Kernel work done for the bench, such as writeback, counts as "other" too, so a few
-    percent is normal; much more means someone else was using the machine.
+    percent is normal; much more means someone else was using the machine. Steal (time the
+    hypervisor gave our virtual CPUs to other guests) is part of "other" and is also shown
+    on its own: it is the one share that nothing on this machine can explain.
     """
 
     def __init__(self) -> None:
         self.started = time.monotonic()
-        self.busy = _busy_seconds()
+        self.busy, self.steal = _busy_seconds(), _steal_seconds()
         self.own = _own_cpu_seconds()
         self.load = os.getloadavg()[0]
 
     def summary(self) -> dict[str, Any]:
         wall = time.monotonic() - self.started
         other = (_busy_seconds() - self.busy) - (_own_cpu_seconds() - self.own)
-        cores = os.cpu_count() or 1
+        steal = _steal_seconds() - self.steal
+        capacity = wall * (os.cpu_count() or 1)
         return {
             "load_1min_at_start": round(self.load, 2),
             "load_1min_at_end": round(os.getloadavg()[0], 2),
             "other_cpu_seconds": round(max(0.0, other), 1),
-            "other_cpu_share": round(max(0.0, other) / (wall * cores), 3),
+            "other_cpu_share": round(max(0.0, other) / capacity, 3),
+            "steal_cpu_seconds": round(max(0.0, steal), 1),
+            "steal_cpu_share": round(max(0.0, steal) / capacity, 3),
         }
 
 
-def _busy_seconds() -> float:
-    """All CPUs' non-idle time (user, nice, system, irq, softirq, steal) in seconds."""
+def _cpu_fields() -> dict[str, float]:
+    """The first line of /proc/stat, in seconds summed over all CPUs."""
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
     with open("/proc/stat", encoding="ascii") as f:
-        fields = [int(x) for x in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return {name: n / tick for name, n in zip(names, ticks, strict=True)}
+
+
+def _busy_seconds() -> float:
+    """All CPUs' non-idle time (user, nice, system, irq, softirq, steal)."""
+    cpu = _cpu_fields()
+    return sum(v for k, v in cpu.items() if k not in ("idle", "iowait"))
+
+
+def _steal_seconds() -> float:
+    return _cpu_fields()["steal"]
 
 
 def _own_cpu_seconds() -> float:
@@ -139,8 +155,8 @@ def _own_cpu_seconds() -> float:
 
 def describe_load(load: dict[str, Any]) -> str:
     share = load["other_cpu_share"]
-    text = (
-        f"other processes and the kernel used {share:.0%} of the CPU during the run"
-        f" (load average {load['load_1min_at_start']} at start)"
-    )
+    text = f"other processes and the kernel used {share:.0%} of the CPU during the run"
+    if "steal_cpu_share" in load:  # runs saved before it was measured have no such field
+        text += f", the hypervisor's steal {load['steal_cpu_share']:.0%} of it"
+    text += f" (load average {load['load_1min_at_start']} at start)"
     return text + ("; figures are disturbed" if share > 0.1 else "")

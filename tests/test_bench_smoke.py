@@ -77,3 +77,22 @@ def test_the_commit_is_marked_changed_by_code_but_not_by_the_benchs_outputs(
     assert code_version(tmp_path) == commit
     (tmp_path / "ftpd/server.py").write_text("changed code\n")
     assert code_version(tmp_path) == commit + "+changes"
+
+
+def test_the_load_line_shows_the_hypervisors_steal_and_reads_older_runs() -> None:
+    from bench.machine import CpuWatch, describe_load
+
+    load = CpuWatch().summary()
+    assert load["steal_cpu_seconds"] >= 0 and 0 <= load["steal_cpu_share"] <= 1
+    line = describe_load(
+        {**load, "other_cpu_share": 0.12, "steal_cpu_share": 0.08, "load_1min_at_start": 0.5}
+    )
+    assert line == (
+        "other processes and the kernel used 12% of the CPU during the run,"
+        " the hypervisor's steal 8% of it (load average 0.5 at start); figures are disturbed"
+    )
+    older = {"other_cpu_share": 0.04, "load_1min_at_start": 0.2}  # saved before steal was kept
+    assert describe_load(older) == (
+        "other processes and the kernel used 4% of the CPU during the run"
+        " (load average 0.2 at start)"
+    )
