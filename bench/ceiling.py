@@ -1,12 +1,14 @@
 """The ceiling: what moving and hashing the bytes costs with no protocol at all.
 
 Three figures: md5 alone on one core (the file read from page cache), raw TCP between two
-processes, and raw TCP with md5 on both ends, which is the bar ftpd/ftpc is held to. And for
-small files, the disk's own floor: what publishing a file durably costs with no network.
+processes, and raw TCP with md5 on both ends, which is the bar ftpd/ftpc is held to. And
+the disk's own limits, with no network: how fast a large file can be written durably, and
+for small files what publishing each one durably costs.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import time
 from pathlib import Path
@@ -18,6 +20,8 @@ from bench.stats import Results
 
 SECTION = "ceiling"
 TCP_MD5 = "ceiling.tcp_md5"
+DISK_BLOCK = 1 << 20
+"""Bytes per O_DIRECT write: as many as ftpd's and ftpc's writers use (shared.writeback)."""
 
 
 def run_once(results: Results, procs: Processes, big: Path, size: int, md5: str) -> None:
@@ -90,3 +94,39 @@ def durable_files_once(results: Results, folder: Path, count: int, size: int) ->
         os.close(dir_fd)
     label = "disk floor: write, fsync, link, fsync dir"
     results.figure("ceiling.durable", "small", "ceiling", label, "files/s").add(count / seconds)
+
+
+def durable_write_once(results: Results, path: Path, size: int, size_label: str) -> None:
+    """MB/s for writing `size` bytes (`size_label` in the table) to a new file on the
+    bench's disk and fsyncing it.
+
+    ftpd makes every upload, and ftpc every download, durable before it says so, so on a
+    disk slower than the network this bounds them; FTP servers and ftplib do not wait for
+    it. O_DIRECT from one aligned buffer keeps the CPU out of the figure; each block is
+    stamped with its number, so the disk never sees two alike. Shown in the upload and the
+    download section: one measurement, two places where it is the limit.
+    """
+    block = mmap.mmap(-1, DISK_BLOCK)
+    block.write(os.urandom(DISK_BLOCK))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(path, flags | getattr(os, "O_DIRECT", 0), 0o644)
+    except OSError:  # a file system without O_DIRECT (tmpfs): through the page cache
+        fd = os.open(path, flags, 0o644)
+    try:
+        started = time.perf_counter()
+        for n, offset in enumerate(range(0, size, DISK_BLOCK)):
+            block[:8] = n.to_bytes(8, "little")
+            os.pwrite(fd, block, offset)
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+        seconds = time.perf_counter() - started
+    finally:
+        os.close(fd)
+        path.unlink()
+        block.close()
+    label = f"disk: write {size_label} and fsync, no network"
+    for op in ("up", "down"):
+        results.figure(f"ceiling.disk.{op}", f"big.{op}", "ceiling", label, "MB/s").add(
+            size / MB / seconds
+        )

@@ -122,6 +122,9 @@ def measure(plan: Plan, work: Path, procs: Processes, results: Results, vsftpd: 
             results, work / "durable" / str(i), plan.small_count, plan.small_size
         )
 
+    def disk_write(i: int) -> None:
+        ceiling.durable_write_once(results, work / f"disk-{i}.bin", plan.big_size, plan.big_label)
+
     def big(i: int, server: Server) -> None:
         scenarios.big_transfer(results, procs, server, data, plan, i)
         if server.endpoint.kind == "ftpd":
@@ -132,7 +135,7 @@ def measure(plan: Plan, work: Path, procs: Processes, results: Results, vsftpd: 
 
     def big_steps() -> list[Step]:
         """Each server's big transfers; ftpd's are followed by the same with FAST_DIGEST."""
-        steps: list[Step] = []
+        steps: list[Step] = [("disk", disk_write)]
         for s in servers:
             steps.append((s.name, functools.partial(big, server=s)))
             if s.endpoint.kind == "ftpd" and data.big_fast:

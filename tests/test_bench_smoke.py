@@ -48,6 +48,9 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
     sections = {f["section"] for f in report["figures"]}
     assert {"ceiling", "small", "concurrent", "login"} <= sections
     assert all(f["samples"] for f in report["figures"])
+    disk = {f["key"]: f for f in report["figures"] if f["key"].startswith("ceiling.disk.")}
+    assert sorted(disk) == ["ceiling.disk.down", "ceiling.disk.up"]
+    assert disk["ceiling.disk.up"]["samples"] == disk["ceiling.disk.down"]["samples"]
     assert report["targets"] and all(
         t["verdict"] in ("PASS", "FAIL", "SKIP") for t in report["targets"]
     )
@@ -96,3 +99,30 @@ def test_the_load_line_shows_the_hypervisors_steal_and_reads_older_runs() -> Non
         "other processes and the kernel used 4% of the CPU during the run"
         " (load average 0.2 at start)"
     )
+
+
+def test_the_durable_write_probe_writes_the_whole_size_and_removes_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from bench import ceiling
+    from bench.stats import Results
+
+    sizes: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        sizes.append(os.fstat(fd).st_size)
+        real_fsync(fd)
+
+    monkeypatch.setattr(ceiling.os, "fsync", fsync)
+    results = Results()
+    size = 3 * ceiling.DISK_BLOCK + 4096  # a last block shorter than the others
+    ceiling.durable_write_once(results, tmp_path / "probe.bin", size, "3 MiB")
+    assert sizes == [size]
+    assert not (tmp_path / "probe.bin").exists()
+    up, down = results.get("ceiling.disk.up"), results.get("ceiling.disk.down")
+    assert up is not None and down is not None
+    assert up.samples == down.samples and up.samples[0] > 0
+    assert up.label == "disk: write 3 MiB and fsync, no network"
