@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import stat
@@ -26,7 +25,7 @@ from shared.errors import (
     TransportError,
 )
 from shared.names import FAIL, SKIP, split_path
-from shared.writeback import DIRECT_FROM, DirectWriter, WriteBehind
+from shared.writeback import WriteBehind
 
 if TYPE_CHECKING:
     from ftpc.client import Client, Progress
@@ -143,37 +142,30 @@ def _receive_into(
     """Write the body of `size` bytes into `fd`, hashing it on the way (after `base`, the
     hash of the bytes before, for a resumed download); fsync before anyone renames it.
 
-    A large body goes to disk with O_DIRECT where the file system allows it (twice as
-    fast here, see DirectWriter); the rest goes through the page cache with write-behind."""
+    The bytes go through the page cache, with write-behind so that the final fsync has
+    only the tail left. That beat O_DIRECT from a writer thread on this machine in 14 of
+    14 alternating 1 GiB downloads (docs/BENCHMARKS.md): the kernel's writeback keeps
+    the disk busier than one direct write at a time, and the client's copy is cheap here.
+    """
     digest = digests.hasher_for_stream(client.digest, base)
     behind = WriteBehind(fd)
-    direct: DirectWriter | None = None
     try:
         with os.fdopen(fd, "wb", buffering=0) as out:
 
             def received(chunk: memoryview) -> None:
                 digest.update(chunk)
-                if direct is not None:
-                    direct.write(chunk)
-                else:
-                    rest = chunk
-                    while rest:
-                        rest = rest[out.write(rest) :]
-                    behind.wrote(len(chunk))
+                rest = chunk
+                while rest:
+                    rest = rest[out.write(rest) :]
+                behind.wrote(len(chunk))
                 if on_progress is not None:
                     on_progress(len(chunk))
 
             try:
-                direct = DirectWriter.open(fd) if size >= DIRECT_FROM else None
                 client.chan.recv_body(received)
             except BaseException:
                 client._drop()  # the rest of the body is still on the wire
-                if direct is not None:
-                    with contextlib.suppress(OSError):
-                        direct.close()  # what arrived is kept: a part stays a prefix
                 raise
-            if direct is not None:
-                direct.close()
             behind.finish()
         return digest.hexdigest()
     finally:

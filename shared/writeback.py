@@ -11,11 +11,11 @@ a 1 GiB md5 upload went from 302-365 to 370-409 MB/s, see docs/BENCHMARKS.md).
 For many small files the opposite holds: one fsync each means one journal
 commit each, so a group of them is made durable with one syncfs instead.
 
-A large download skips the page cache altogether (`DirectWriter`): nobody reads
-the file back at once, and copying into fresh page-cache pages was most of the
-client's work. So does a large upload verified with md5, for which hashing holds
-the server's core and that copy was most of the rest; one verified with a fast
-digest is written through the page cache, which keeps the disk busier.
+A large upload verified with md5 skips the page cache altogether (`DirectWriter`):
+hashing holds the server's core, and copying into fresh page-cache pages was most of
+the rest. One verified with a fast digest is written through the page cache, which
+keeps the disk busier, and so is every download: on this machine the client's copy is
+cheap and the kernel's writeback beat one direct write at a time.
 """
 
 from __future__ import annotations
@@ -74,10 +74,10 @@ class DirectWriter(Landing):
     """Writes a file with O_DIRECT from a few reused, aligned buffers, in a second thread.
 
     A buffered write copies every byte into a page-cache page that must first be found
-    and, on a virtual machine, often faulted in by the host: perf put 41 % of a 1 GiB
-    xxh3-128 download's CPU in that copy (1.3-1.8 s of the client's system time). With
-    O_DIRECT the disk reads our buffers itself, and the thread lets it do so while the
-    next bytes arrive; the bytes are not left in the page cache. Bytes can be received
+    and, on a virtual machine, often faulted in by the host; on a server busy hashing
+    md5 that copy was most of its system time. With O_DIRECT the disk reads our buffers
+    itself, and the thread lets it do so while the next bytes arrive; the bytes are not
+    left in the page cache. Bytes can be received
     straight into the buffers (it is a Landing), so the receiving thread copies nothing;
     `write` copies bytes in from elsewhere, and raises the OSError of an earlier write.
     They are written in order, so the file is always a prefix of the stream (a resumable
