@@ -17,11 +17,12 @@ from bench.data import md5_file
 from bench.plan import MB
 from bench.procs import Processes, python_module, read_json_line
 from bench.stats import Results
+from shared.writeback import DIRECT_SLOT
 
 SECTION = "ceiling"
 TCP_MD5 = "ceiling.tcp_md5"
-DISK_BLOCK = 1 << 20
-"""Bytes per O_DIRECT write: as many as ftpd's and ftpc's writers use (shared.writeback)."""
+DISK_BLOCK = DIRECT_SLOT
+"""Bytes per O_DIRECT write: as many as ftpd's direct writer writes at a time."""
 
 
 def run_once(results: Results, procs: Processes, big: Path, size: int, md5: str) -> None:

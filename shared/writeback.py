@@ -77,9 +77,9 @@ class DirectWriter(Landing):
     and, on a virtual machine, often faulted in by the host; on a server busy hashing
     md5 that copy was most of its system time. With O_DIRECT the disk reads our buffers
     itself, and the thread lets it do so while the next bytes arrive; the bytes are not
-    left in the page cache. Bytes can be received
-    straight into the buffers (it is a Landing), so the receiving thread copies nothing;
-    `write` copies bytes in from elsewhere, and raises the OSError of an earlier write.
+    left in the page cache. Bytes can be received straight into the buffers (it is a
+    Landing), so the receiving thread copies nothing; `write` copies bytes in from
+    elsewhere, and raises the OSError of an earlier write.
     They are written in order, so the file is always a prefix of the stream (a resumable
     part stays resumable).
 
