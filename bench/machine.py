@@ -107,14 +107,15 @@ class CpuWatch:
 
     def __init__(self) -> None:
         self.started = time.monotonic()
-        self.busy, self.steal = _busy_seconds(), _steal_seconds()
+        self.cpu = _cpu_fields()
         self.own = _own_cpu_seconds()
         self.load = os.getloadavg()[0]
 
     def summary(self) -> dict[str, Any]:
         wall = time.monotonic() - self.started
-        other = (_busy_seconds() - self.busy) - (_own_cpu_seconds() - self.own)
-        steal = _steal_seconds() - self.steal
+        cpu = _cpu_fields()
+        other = (_busy(cpu) - _busy(self.cpu)) - (_own_cpu_seconds() - self.own)
+        steal = cpu["steal"] - self.cpu["steal"]
         capacity = wall * (os.cpu_count() or 1)
         return {
             "load_1min_at_start": round(self.load, 2),
@@ -135,14 +136,9 @@ def _cpu_fields() -> dict[str, float]:
     return {name: n / tick for name, n in zip(names, ticks, strict=True)}
 
 
-def _busy_seconds() -> float:
+def _busy(cpu: dict[str, float]) -> float:
     """All CPUs' non-idle time (user, nice, system, irq, softirq, steal)."""
-    cpu = _cpu_fields()
     return sum(v for k, v in cpu.items() if k not in ("idle", "iowait"))
-
-
-def _steal_seconds() -> float:
-    return _cpu_fields()["steal"]
 
 
 def _own_cpu_seconds() -> float:
