@@ -55,9 +55,14 @@ class _UploadSink:
             return
         try:
             self.upload.write(chunk)
-        except FtpError as exc:
+        except (FtpError, OSError) as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: FtpError | OSError) -> None:
+        """Keep the first write error for the reply; the client hears an OSError as internal."""
+        if isinstance(exc, FtpError):
             self.error = exc
-        except OSError as exc:
+        else:
             self.error = InternalError(f"cannot write the upload: {exc.strerror}")
 
 
@@ -73,10 +78,8 @@ class _UploadLanding(_UploadSink, Landing):
         if self.error is None:
             try:
                 return self.upload.space()
-            except FtpError as exc:
-                self.error = exc
-            except OSError as exc:
-                self.error = InternalError(f"cannot write the upload: {exc.strerror}")
+            except (FtpError, OSError) as exc:
+                self._failed(exc)
         if self._scratch is None:
             self._scratch = memoryview(bytearray(1 << 16))
         return self._scratch
