@@ -79,9 +79,8 @@ class DirectWriter(Landing):
     itself, and the thread lets it do so while the next bytes arrive; the bytes are not
     left in the page cache. Bytes can be received straight into the buffers (it is a
     Landing), so the receiving thread copies nothing; `write` copies bytes in from
-    elsewhere, and raises the OSError of an earlier write.
-    They are written in order, so the file is always a prefix of the stream (a resumable
-    part stays resumable).
+    elsewhere, and raises the OSError of an earlier write. They are written in order, so
+    the file is always a prefix of the stream (a resumable part stays resumable).
 
     `open()` gives None where the file system refuses O_DIRECT; a write the file system
     refuses later (EINVAL) is retried buffered, and so is the unaligned tail.
