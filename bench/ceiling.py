@@ -2,8 +2,8 @@
 
 Three figures: md5 alone on one core (the file read from page cache), raw TCP between two
 processes, and raw TCP with md5 on both ends, which is the bar ftpd/ftpc is held to. And
-the disk's own limits, with no network: how fast a large file can be written durably, and
-for small files what publishing each one durably costs.
+the disk's own limits: how fast a large file can be written durably, with no network and
+received over raw TCP, and for small files what publishing each one durably costs.
 """
 
 from __future__ import annotations
@@ -42,10 +42,16 @@ def run_once(results: Results, procs: Processes, big: Path, size: int, md5: str)
     )
 
 
-def _tcp(procs: Processes, big: Path, size: int, md5: str, hashed: bool) -> float:
-    """Send `big` from one child to another; the receiver's clock runs from accept to EOF."""
+def _tcp(
+    procs: Processes, big: Path, size: int, md5: str, hashed: bool, into: Path | None = None
+) -> float:
+    """Send `big` from one child to another; the receiver's clock runs from accept to EOF
+    (to the fsync of `into`, if it writes the bytes there)."""
     flag = ["--md5"] if hashed else []
-    receiver = procs.start(python_module("bench.tcp_peer", "recv", *flag), "tcp.log", pipes=True)
+    store = [] if into is None else ["--into", str(into)]
+    receiver = procs.start(
+        python_module("bench.tcp_peer", "recv", *flag, *store), "tcp.log", pipes=True
+    )
     sender = None
     try:
         port = read_json_line(receiver, 30)["port"]
@@ -64,6 +70,8 @@ def _tcp(procs: Processes, big: Path, size: int, md5: str, hashed: bool) -> floa
         raise RuntimeError(f"raw TCP moved {sent['bytes']}/{got['bytes']} of {size} bytes")
     if hashed and not sent["md5"] == got["md5"] == md5:
         raise RuntimeError("raw TCP: the md5 on the two ends differ")
+    if into is not None and got["stored"] != size:
+        raise RuntimeError(f"raw TCP stored {got['stored']} of {size} bytes in {into}")
     return float(size / MB / got["seconds"])
 
 
@@ -131,3 +139,21 @@ def durable_write_once(results: Results, path: Path, size: int, size_label: str)
         results.figure(f"ceiling.disk.{op}", f"big.{op}", "ceiling", label, "MB/s").add(
             size / MB / seconds
         )
+
+
+def durable_receive_once(
+    results: Results, procs: Processes, big: Path, path: Path, size: int, size_label: str
+) -> None:
+    """MB/s for receiving `big` over raw TCP into a new file at `path`, made durable the way
+    ftpd and ftpc make theirs, with no hash and no protocol.
+
+    The page-cache peers are measured against this with no fsync at all; the gap between
+    this row and their figures is what durability costs on this disk, whatever the digest.
+    """
+    try:
+        mbps = _tcp(procs, big, size, "", hashed=False, into=path)
+    finally:
+        path.unlink(missing_ok=True)
+    label = f"raw TCP into a file + fsync ({size_label}), no hash"
+    for op in ("up", "down"):
+        results.figure(f"ceiling.tcp_disk.{op}", f"big.{op}", "ceiling", label, "MB/s").add(mbps)

@@ -75,9 +75,12 @@ def _times(ratio: float) -> str:
 
 
 def _peer_key(key: str, peer: str) -> str:
-    """The peer figure a figure compares with: same scenario, same direction."""
+    """The peer figure a figure compares with: same scenario, same direction. The disk rows
+    of the big sections compare with the peer's big transfer: what durability alone costs."""
     rest = key.split(".", 1)[1].replace("cli.", "big.").removesuffix(".600k")
     rest = rest.removesuffix(".serial").removesuffix(f".{FAST_DIGEST}")
+    if key.startswith("ceiling."):
+        rest = rest.replace("tcp_disk.", "big.").replace("disk.", "big.")
     return f"{peer}.{rest}"
 
 

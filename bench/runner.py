@@ -125,6 +125,11 @@ def measure(plan: Plan, work: Path, procs: Processes, results: Results, vsftpd: 
     def disk_write(i: int) -> None:
         ceiling.durable_write_once(results, work / f"disk-{i}.bin", plan.big_size, plan.big_label)
 
+    def tcp_disk(i: int) -> None:
+        ceiling.durable_receive_once(
+            results, procs, data.big, work / f"tcp-disk-{i}.bin", plan.big_size, plan.big_label
+        )
+
     def big(i: int, server: Server) -> None:
         scenarios.big_transfer(results, procs, server, data, plan, i)
         if server.endpoint.kind == "ftpd":
@@ -135,7 +140,7 @@ def measure(plan: Plan, work: Path, procs: Processes, results: Results, vsftpd: 
 
     def big_steps() -> list[Step]:
         """Each server's big transfers; ftpd's are followed by the same with FAST_DIGEST."""
-        steps: list[Step] = [("disk", disk_write)]
+        steps: list[Step] = [("disk", disk_write), ("tcp into disk", tcp_disk)]
         for s in servers:
             steps.append((s.name, functools.partial(big, server=s)))
             if s.endpoint.kind == "ftpd" and data.big_fast:

@@ -51,6 +51,9 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
     disk = {f["key"]: f for f in report["figures"] if f["key"].startswith("ceiling.disk.")}
     assert sorted(disk) == ["ceiling.disk.down", "ceiling.disk.up"]
     assert disk["ceiling.disk.up"]["samples"] == disk["ceiling.disk.down"]["samples"]
+    into = {f["key"]: f for f in report["figures"] if f["key"].startswith("ceiling.tcp_disk.")}
+    assert sorted(into) == ["ceiling.tcp_disk.down", "ceiling.tcp_disk.up"]
+    assert into["ceiling.tcp_disk.up"]["samples"] == into["ceiling.tcp_disk.down"]["samples"]
     assert report["targets"] and all(
         t["verdict"] in ("PASS", "FAIL", "SKIP") for t in report["targets"]
     )
@@ -126,3 +129,82 @@ def test_the_durable_write_probe_writes_the_whole_size_and_removes_its_file(
     assert up is not None and down is not None
     assert up.samples == down.samples and up.samples[0] > 0
     assert up.label == "disk: write 3 MiB and fsync, no network"
+
+
+def test_the_raw_tcp_receiver_writes_every_byte_into_its_file(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    data = os.urandom(3 * (1 << 20) + 123)  # a last piece shorter than the buffer
+    target = tmp_path / "got.bin"
+    argv = [sys.executable, "-m", "bench.tcp_peer", "recv", "--into", str(target)]
+    with subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True) as peer:
+        try:
+            assert peer.stdout is not None
+            port = json.loads(peer.stdout.readline())["port"]
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+                conn.sendall(data)
+            result = json.loads(peer.stdout.readline())
+            assert peer.wait(timeout=30) == 0
+        finally:
+            if peer.poll() is None:
+                peer.kill()
+    assert result["bytes"] == result["stored"] == len(data)
+    assert target.read_bytes() == data
+
+
+def test_the_durable_receive_row_is_in_both_sections_and_removes_its_file(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    from bench import ceiling
+    from bench.procs import Processes
+    from bench.stats import Results
+
+    size = 2 * (1 << 20) + 5
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(size))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs, results = Processes(logs), Results()
+    try:
+        ceiling.durable_receive_once(results, procs, source, tmp_path / "into.bin", size, "2 MiB")
+    finally:
+        procs.stop_all()
+    assert not (tmp_path / "into.bin").exists()
+    up, down = results.get("ceiling.tcp_disk.up"), results.get("ceiling.tcp_disk.down")
+    assert up is not None and down is not None
+    assert up.samples == down.samples and up.samples[0] > 0
+    assert (up.section, down.section) == ("big.up", "big.down")
+    assert up.label == "raw TCP into a file + fsync (2 MiB), no hash"
+
+
+def test_the_disk_rows_show_their_ratio_to_pyftpdlibs_big_transfer() -> None:
+    import tempfile
+
+    from bench.machine import machine_info
+    from bench.plan import QUICK
+    from bench.report import render
+    from bench.stats import Results
+
+    results = Results()
+    results.figure("ceiling.tcp_md5", "ceiling", "ceiling", "raw TCP + md5 both ends", "MB/s").add(
+        400.0
+    )
+    for key, label, value in (
+        ("ceiling.disk.up", "disk: write and fsync", 800.0),
+        ("ceiling.tcp_disk.up", "raw TCP into a file + fsync", 750.0),
+        ("pyftpdlib.big.up", "pyftpdlib (ftplib client)", 1000.0),
+    ):
+        results.figure(key, "big.up", key.split(".")[0], label, "MB/s").add(value)
+    results.figure("ceiling.tcp", "ceiling", "ceiling", "raw TCP, 2 processes", "MB/s").add(3000.0)
+    machine = {
+        **machine_info(Path(tempfile.gettempdir())),
+        "load": {"other_cpu_share": 0.0, "load_1min_at_start": 0.1},
+    }
+    text = render(results, QUICK, machine, "today", 1.0)
+    rows = {line.split("  ")[1]: line for line in text.splitlines() if line.startswith("  ")}
+    assert rows["disk: write and fsync"].rstrip().endswith("2.00x      0.80x")
+    assert rows["raw TCP into a file + fsync"].rstrip().endswith("1.88x      0.75x")
+    assert rows["raw TCP, 2 processes"].rstrip().endswith("7.50x")  # no peer figure for it
