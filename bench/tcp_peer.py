@@ -46,8 +46,8 @@ def receive(md5: bool, into: str | None) -> None:
             while n := conn.recv_into(buf, BUF):
                 if md5:
                     digest.update(view[:n])
-                if fd is not None and behind is not None:
-                    _write_all(fd, view[:n])
+                if behind is not None:
+                    _write_all(behind.fd, view[:n])
                     behind.wrote(n)
                 total += n
         if behind is not None:
